@@ -1,0 +1,3 @@
+from ncap.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,81 @@
+"""Composition root: builds the TIM nodes and the thing's XMPP client, runs them, stops them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from ncap.config import Config, read_secret
+from ncap.sensors import SensorTree, TimNode
+from ncap.xmpp.thing import ThingClient
+from tim_drivers.drivers.p1451_serial import SerialTim
+from tim_drivers.transport.serial_link import SerialSettings
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class Gateway:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.tree = SensorTree(
+            [
+                TimNode(
+                    tim.name,
+                    SerialTim(
+                        SerialSettings(
+                            port=tim.port,
+                            baudrate=tim.baudrate,
+                            parity=tim.parity,
+                            stopbits=tim.stopbits,
+                            rs485=tim.rs485,
+                        )
+                    ),
+                )
+                for tim in config.tim
+            ]
+        )
+        xmpp = config.xmpp
+        self.client = ThingClient(
+            f"{xmpp.jid}/{xmpp.resource}",
+            read_secret(xmpp.password_file),
+            self.tree,
+            ca_file=xmpp.ca_file,
+            server=xmpp.server,
+            port=xmpp.port,
+            reconnect_max_s=xmpp.reconnect_max_s,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(node.run(), name=f"tim-{node.node_id}") for node in self.tree.nodes()
+        ]
+        self.client.open()
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Wait until the XMPP session is up and every TIM has been discovered."""
+        async with asyncio.timeout(timeout):
+            await self.client.online.wait()
+            for node in self.tree.nodes():
+                await node.wait_ready(timeout)
+
+    async def stop(self) -> None:
+        await self.client.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for node in self.tree.nodes():
+            await node.close()
+        _LOGGER.info("gateway stopped")
+
+
+async def run_until_signalled(gateway: Gateway, stop: asyncio.Event) -> None:
+    await gateway.start()
+    try:
+        await stop.wait()
+    finally:
+        await gateway.stop()

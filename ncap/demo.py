@@ -1,0 +1,177 @@
+"""`ncap demo`: a private Prosody, a simulated TIM on a pseudo-terminal and the NCAP.
+
+Everything runs on 127.0.0.1 and is stopped (by PID) when the demo ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ncap.app import Gateway
+from ncap.config import load_config
+from ncap.errors import RigError
+from ncap.rig.prosody import Account, PrivateProsody
+from ncap.rig.pty import PtyPair
+
+_LOGGER = logging.getLogger(__name__)
+
+DEMO_DOMAIN = "ncap.test"
+DEMO_PROFILE = "env-sensor.toml"
+READY_TIMEOUT_S = 60.0
+
+
+def find_profile(name: str) -> Path:
+    """A TIM profile from the source tree, else from the installed data directory."""
+    candidates = [
+        Path(__file__).resolve().parent.parent / "hardware" / "tims" / name,
+        Path(sys.prefix) / "share" / "ncap" / "tims" / name,
+        Path("/usr/share/ncap/tims") / name,
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise RigError(f"TIM profile {name} not found (looked in {', '.join(map(str, candidates))})")
+
+
+async def start_simulator(
+    port: Path, profile: Path, timeout: float = 20.0
+) -> asyncio.subprocess.Process:
+    """Start the TIM simulator on *port*; return once it says it is ready."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tim_drivers.sim",
+        "--port",
+        str(port),
+        "--profile",
+        str(profile),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                line = await process.stdout.readline()
+                if not line:
+                    raise RigError(f"TIM simulator exited with status {await process.wait()}")
+                if line.strip() == b"ready":
+                    return process
+    except BaseException:
+        await stop_process(process)
+        raise
+
+
+async def stop_process(process: asyncio.subprocess.Process, timeout: float = 5.0) -> None:
+    if process.returncode is not None:
+        return
+    process.terminate()
+    try:
+        await asyncio.wait_for(process.wait(), timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+
+
+def write_config(workdir: Path, prosody: PrivateProsody, thing: Account, tim_port: Path) -> Path:
+    secrets = workdir / "secrets"
+    secrets.mkdir(mode=0o700, exist_ok=True)
+    password_file = secrets / "xmpp"
+    password_file.touch(mode=0o600)
+    password_file.write_text(thing.password + "\n", encoding="utf-8")
+    config = workdir / "ncap.toml"
+    config.write_text(
+        f"""# Written by `ncap demo`.
+schema_version = 1
+
+[gateway]
+name = "demo"
+
+[xmpp]
+jid = "{thing.jid}"
+password_file = "{password_file}"
+resource = "ncap"
+server = "{prosody.host}"
+port = {prosody.c2s_port}
+ca_file = "{prosody.ca_file}"
+
+[[tim]]
+name = "env-sensor"
+port = "{tim_port}"
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+def demo_summary(
+    prosody: PrivateProsody, thing_jid: str, owner: Account, stranger: Account
+) -> dict[str, Any]:
+    return {
+        "xmpp": {
+            "host": prosody.host,
+            "port": prosody.c2s_port,
+            "domain": prosody.domain,
+            "ca": str(prosody.ca_file),
+        },
+        "thing": thing_jid,
+        "owner": {"jid": owner.jid, "password": owner.password},
+        "stranger": {"jid": stranger.jid, "password": stranger.password},
+    }
+
+
+def _human_summary(summary: dict[str, Any]) -> str:
+    xmpp, owner, stranger = summary["xmpp"], summary["owner"], summary["stranger"]
+    return f"""NCAP demo is running. Connect a chat client (Gajim, Conversations, profanity):
+  server   {xmpp["host"]} port {xmpp["port"]} (STARTTLS; trust the CA in {xmpp["ca"]})
+  owner    {owner["jid"]}  password {owner["password"]}  (a friend of the thing)
+  stranger {stranger["jid"]}  password {stranger["password"]}  (not a friend)
+  thing    {summary["thing"]}
+Send the thing 'help' or 'read' as the owner. Or from another shell:
+  NCAP_PASSWORD={summary["owner"]["password"]} ncap read --jid {summary["owner"]["jid"]} \\
+    --ca {xmpp["ca"]} --server {xmpp["host"]} --port {xmpp["port"]} {summary["thing"]}
+Press Ctrl+C to stop."""
+
+
+async def run_demo(stop: asyncio.Event, *, as_json: bool, workdir: Path | None) -> None:
+    own_workdir = workdir is None
+    root = Path(tempfile.mkdtemp(prefix="ncap-demo-")) if workdir is None else workdir
+    root.mkdir(parents=True, exist_ok=True)
+    # The private Prosody runs as its own user and must reach its files.
+    os.chmod(root, 0o755)  # noqa: S103
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            prosody = PrivateProsody(root / "prosody", domain=DEMO_DOMAIN)
+            thing = prosody.register("thing")
+            owner = prosody.register("owner")
+            stranger = prosody.register("stranger")
+            prosody.make_friends(thing, owner)
+            await asyncio.to_thread(prosody.start)
+            stack.callback(prosody.stop)
+
+            pty = PtyPair(root / "pty")
+            pty.start()
+            stack.callback(pty.stop)
+            simulator = await start_simulator(pty.a_path, find_profile(DEMO_PROFILE))
+            stack.push_async_callback(stop_process, simulator)
+
+            config = load_config(write_config(root, prosody, thing, pty.b_path))
+            gateway = Gateway(config)
+            await gateway.start()
+            stack.push_async_callback(gateway.stop)
+            await gateway.wait_ready(READY_TIMEOUT_S)
+
+            summary = demo_summary(prosody, gateway.client.boundjid.full, owner, stranger)
+            print(json.dumps(summary) if as_json else _human_summary(summary), flush=True)
+            await stop.wait()
+    finally:
+        if own_workdir:
+            shutil.rmtree(root, ignore_errors=True)

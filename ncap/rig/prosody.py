@@ -1,0 +1,445 @@
+"""A private Prosody 0.12 server on 127.0.0.1, for integration tests and ``ncap demo``.
+
+Everything lives in one work directory: the generated PKI (``tls/``), the config file, the data
+directory (accounts, rosters, the admin socket), the pid file and the logs. Ports are picked
+free at :meth:`PrivateProsody.start`, and the server is stopped by the PID we started, never by
+name.
+
+Running as root: Prosody must not run as root, and ``prosodyctl`` switches to the ``prosody``
+user on its own. We therefore hand the work directory to ``prosody`` and start both programs
+through ``setpriv --reuid prosody --regid prosody --init-groups``. ``setpriv`` and the ``env``
+of Prosody's ``#!/usr/bin/env lua5.4`` line both ``exec``, so the PID of our child *is*
+Prosody's PID. As an ordinary user, both run as that user.
+
+Roster friendships are made inside the running server through its admin shell
+(``prosodyctl shell`` with a ``>`` Lua line calling ``core.rostermanager``), so Prosody's own
+code writes the storage, its roster cache stays coherent and online sessions get a roster
+push. Friendships asked for before :meth:`PrivateProsody.start` are queued and applied as soon
+as the server is up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pwd
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from ncap.errors import RigError
+from ncap.rig.pki import TlsFiles, make_test_pki
+
+__all__ = ["Account", "PrivateProsody"]
+
+_LOGGER = logging.getLogger(__name__)
+
+_PROSODY_USER = "prosody"
+_POLL_INTERVAL = 0.05  # seconds between readiness probes; every wait has its own deadline
+_CTL_TIMEOUT = 30.0  # prosodyctl is a fresh Lua process each time; it needs well under 1 s
+_UNIX_PATH_MAX = 107  # sun_path is 108 bytes including the NUL
+
+
+@dataclass(frozen=True)
+class Account:
+    """An XMPP account on the private server."""
+
+    jid: str
+    password: str
+
+    @property
+    def user(self) -> str:
+        """The local part of :attr:`jid`."""
+        return self.jid.partition("@")[0]
+
+
+def _lua_str(value: str) -> str:
+    """Quote ``value`` as a Lua string literal (every non-alphanumeric byte as a ``\\ddd``)."""
+    return (
+        '"'
+        + "".join(
+            chr(b) if chr(b).isascii() and chr(b).isalnum() else f"\\{b:03d}"
+            for b in value.encode()
+        )
+        + '"'
+    )
+
+
+def _free_ports(count: int) -> list[int]:
+    """Ask the kernel for ``count`` distinct free TCP ports on 127.0.0.1.
+
+    All sockets stay bound until every port is known, so the ports differ from each other.
+    Another process could still take one before Prosody binds it; :meth:`PrivateProsody.start`
+    detects that from Prosody's log.
+    """
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as err:
+        return f"<{path}: {err.strerror}>"
+    return "\n".join(text.splitlines()[-lines:]) or f"<{path} is empty>"
+
+
+class PrivateProsody:
+    """A Prosody instance of our own on 127.0.0.1 (see the module docstring).
+
+    ``workdir`` must be usable by the ``prosody`` user when running as root: every directory
+    above it must be searchable by that user (``tempfile.mkdtemp()`` under ``/tmp`` is; pytest's
+    ``tmp_path`` under ``/tmp/pytest-of-root`` is not). As root, everything in ``workdir`` is
+    chowned to ``prosody``, so give it a directory of its own.
+
+    The PKI and the config are written at construction time, so :meth:`register` and
+    :meth:`make_friends` work before :meth:`start`; ports are chosen by :meth:`start`.
+    """
+
+    host: str = "127.0.0.1"
+
+    def __init__(
+        self,
+        workdir: Path,
+        domain: str = "ncap.test",
+        *,
+        log_level: str = "info",
+        plaintext_only: bool = False,
+    ) -> None:
+        """``plaintext_only``: a server offering no TLS at all, to prove clients refuse it."""
+        self.workdir = workdir.resolve()
+        self.plaintext_only = plaintext_only
+        self.domain = domain
+        self.pubsub_domain = f"pubsub.{domain}"
+        self.registry_domain = f"registry.{domain}"
+        self.component_secret = secrets.token_urlsafe(24)
+        self.log_level = log_level
+        self.c2s_port = 0
+        self.component_port = 0
+        self.config_file = self.workdir / "prosody.cfg.lua"
+        self.data_dir = self.workdir / "data"
+        self.log_file = self.workdir / "prosody.log"
+        self.console_file = self.workdir / "prosody.console"
+        self.pid_file = self.workdir / "prosody.pid"
+        self.admin_socket = self.data_dir / "prosody.sock"
+        self._as_root = os.geteuid() == 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pending_friends: list[tuple[Account, Account]] = []
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(exist_ok=True)
+        self.tls: TlsFiles = make_test_pki(self.workdir / "tls", domain)
+        self.ca_file: Path = self.tls.ca_cert
+        self._write_config()
+
+    # ---------------------------------------------------------------- properties
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the running Prosody, or ``None`` when it is not running."""
+        if self._proc is None or self._proc.poll() is not None:
+            return None
+        return self._proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self, timeout: float = 20.0, *, keep_ports: bool = False) -> None:
+        """Pick free ports, write the config, start Prosody, wait until c2s accepts TCP.
+
+        ``keep_ports`` restarts on the ports of the previous run, as a server coming back does.
+        """
+        if self.running:
+            raise RigError(f"prosody in {self.workdir} is already running (pid {self.pid})")
+        if len(os.fsencode(self.admin_socket)) > _UNIX_PATH_MAX:
+            raise RigError(f"work directory path too long for a unix socket: {self.admin_socket}")
+        if not (keep_ports and self.c2s_port):
+            self.c2s_port, self.component_port = _free_ports(2)
+        self._write_config()
+        for stale in (self.log_file, self.console_file):
+            stale.unlink(missing_ok=True)
+
+        deadline = time.monotonic() + timeout
+        with self.console_file.open("wb") as console:
+            self._proc = subprocess.Popen(
+                # -F: stay in the foreground (0.12's replacement for daemonize = false)
+                [*self._privileges(), "prosody", "--config", str(self.config_file), "-F"],
+                stdin=subprocess.DEVNULL,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                start_new_session=True,  # a Ctrl-C in the terminal is ours to handle, not its
+            )
+        _LOGGER.debug("started prosody pid=%d c2s=%d", self._proc.pid, self.c2s_port)
+        try:
+            self._wait_for_port(self.c2s_port, deadline)
+            self._check_log_for_bind_errors()
+            if self._pending_friends:
+                pending, self._pending_friends = self._pending_friends, []
+                self._befriend(pending, deadline)
+        except BaseException:
+            self.stop()
+            raise
+        _LOGGER.info(
+            "prosody pid=%d up on %s c2s=%d component=%d",
+            self._proc.pid,
+            self.host,
+            self.c2s_port,
+            self.component_port,
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the Prosody we started, wait, SIGKILL after ``timeout``. Idempotent."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _LOGGER.warning(
+                    "prosody pid=%d ignored SIGTERM for %.1f s; killing", proc.pid, timeout
+                )
+                proc.kill()
+                proc.wait(timeout)
+        _LOGGER.debug("prosody pid=%d exited with %s", proc.pid, proc.returncode)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # ---------------------------------------------------------------- accounts
+
+    def register(self, user: str, password: str | None = None) -> Account:
+        """Create ``user@domain`` (works whether or not the server runs)."""
+        if password is None:
+            password = secrets.token_urlsafe(16)
+        self._prosodyctl("register", user, self.domain, password)
+        return Account(jid=f"{user}@{self.domain}", password=password)
+
+    def make_friends(self, a: Account, b: Account) -> None:
+        """Give ``a`` and ``b`` mutual ``both`` subscriptions in both rosters.
+
+        Takes effect for the next login (online sessions also get a roster push, but no
+        presence). Before :meth:`start` the request is queued and applied during ``start``.
+        Both accounts must be registered by then.
+        """
+        for account in (a, b):
+            if account.jid.partition("@")[2] != self.domain:
+                raise RigError(f"{account.jid} is not an account on {self.domain}")
+        if self.running:
+            self._befriend([(a, b)], time.monotonic() + _CTL_TIMEOUT)
+        else:
+            self._pending_friends.append((a, b))
+
+    # ---------------------------------------------------------------- internals
+
+    def _privileges(self) -> list[str]:
+        if not self._as_root:
+            return []
+        user = _PROSODY_USER
+        return ["setpriv", "--reuid", user, "--regid", user, "--init-groups", "--"]
+
+    def _hand_over(self) -> None:
+        """As root, give the work directory to the prosody user (after checking it can reach it)."""
+        if not self._as_root:
+            return
+        try:
+            entry = pwd.getpwnam(_PROSODY_USER)
+        except KeyError as err:
+            raise RigError(f"running as root but there is no {_PROSODY_USER!r} user") from err
+        groups = set(os.getgrouplist(_PROSODY_USER, entry.pw_gid))
+        for parent in self.workdir.parents:
+            st = parent.stat()
+            searchable = (
+                st.st_mode & 0o001
+                or (st.st_uid == entry.pw_uid and st.st_mode & 0o100)
+                or (st.st_gid in groups and st.st_mode & 0o010)
+            )
+            if not searchable:
+                raise RigError(
+                    f"user {_PROSODY_USER!r} cannot reach {self.workdir}: {parent} has mode "
+                    f"{st.st_mode & 0o777:o}; use a directory such as tempfile.mkdtemp()"
+                )
+        for root, dirs, files in os.walk(self.workdir):
+            for name in (root, *(os.path.join(root, n) for n in (*dirs, *files))):
+                os.chown(name, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+
+    def _write_config(self) -> None:
+        quoted = {
+            "workdir": self.workdir,
+            "data": self.data_dir,
+            "pid": self.pid_file,
+            "log": self.log_file,
+            "key": self.tls.server_key,
+            "cert": self.tls.server_cert,
+            "socket": self.admin_socket,
+            "certs": self.tls.ca_cert.parent,
+        }
+        q = {name: _lua_str(str(path)) for name, path in quoted.items()}
+        level = _lua_str(self.log_level)
+        modules = (
+            "roster",
+            "saslauth",
+            *(() if self.plaintext_only else ("tls",)),
+            "disco",
+            "ping",
+            "presence",
+            "posix",
+            "smacks",
+            "admin_shell",
+        )
+        # Port 0 placeholders are only seen by prosodyctl before start(), which binds nothing.
+        text = f"""\
+-- Written by ncap.rig.prosody for a private test server; rewritten on every start().
+pidfile = {q["pid"]}
+data_path = {q["data"]}
+admin_socket = {q["socket"]}
+certificates = {q["certs"]}
+log = {{ {{ levels = {{ min = {level} }}, to = "file", filename = {q["log"]} }} }}
+
+interfaces = {{ "127.0.0.1" }}
+local_interfaces = {{ "127.0.0.1" }}
+c2s_ports = {{ {self.c2s_port} }}
+c2s_direct_tls_ports = {{ }}
+s2s_ports = {{ }}
+s2s_direct_tls_ports = {{ }}
+http_ports = {{ }}
+https_ports = {{ }}
+component_ports = {{ {self.component_port} }}
+component_interfaces = {{ "127.0.0.1" }}
+
+c2s_require_encryption = {"false" if self.plaintext_only else "true"}
+allow_insecure_auth = {"true" if self.plaintext_only else "false"}
+allow_registration = false
+authentication = "internal_hashed"
+storage = "internal"
+modules_enabled = {{ {"; ".join(_lua_str(m) for m in modules)} }}
+modules_disabled = {{ "s2s" }}
+ssl = {{ key = {q["key"]}; certificate = {q["cert"]} }}
+
+VirtualHost {_lua_str(self.domain)}
+    ssl = {{ key = {q["key"]}; certificate = {q["cert"]} }}
+
+Component {_lua_str(self.pubsub_domain)} "pubsub"
+
+Component {_lua_str(self.registry_domain)}
+    component_secret = {_lua_str(self.component_secret)}
+"""
+        fd = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        self._hand_over()
+
+    def _wait_for_port(self, port: int, deadline: float) -> None:
+        proc = self._proc
+        assert proc is not None
+        while True:
+            if proc.poll() is not None:
+                raise RigError(
+                    f"prosody exited with status {proc.returncode} during start\n"
+                    + self._diagnostics()
+                )
+            try:
+                with socket.create_connection((self.host, port), timeout=1.0):
+                    return
+            except OSError:
+                pass
+            if time.monotonic() >= deadline:
+                raise RigError(
+                    f"prosody (pid {proc.pid}) did not accept connections on {self.host}:{port} "
+                    "in time\n" + self._diagnostics()
+                )
+            time.sleep(_POLL_INTERVAL)
+
+    def _check_log_for_bind_errors(self) -> None:
+        # Prosody keeps running when a port cannot be bound, and someone else may then be
+        # answering on that port: treat it as a failed start.
+        with contextlib.suppress(OSError):
+            if "Failed to open server port" in self.log_file.read_text(errors="replace"):
+                raise RigError("prosody could not bind its ports\n" + self._diagnostics())
+
+    def _diagnostics(self) -> str:
+        return (
+            f"--- {self.log_file} (tail) ---\n{_tail(self.log_file)}\n"
+            f"--- {self.console_file} (tail) ---\n{_tail(self.console_file)}"
+        )
+
+    def _prosodyctl(
+        self, *args: str, timeout: float = _CTL_TIMEOUT
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [*self._privileges(), "prosodyctl", "--config", str(self.config_file), *args]
+        try:
+            done = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                cwd=self.workdir,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as err:
+            raise RigError(f"prosodyctl {args[0]} timed out after {timeout:.0f} s") from err
+        if done.returncode != 0:
+            raise RigError(
+                f"prosodyctl {args[0]} failed with status {done.returncode}: "
+                f"{(done.stdout + done.stderr).strip()}"
+            )
+        return done
+
+    def _befriend(self, pairs: Sequence[tuple[Account, Account]], deadline: float) -> None:
+        """Make every pair mutual ``both`` contacts, in one admin-shell call."""
+        calls = " ".join(
+            f"f({_lua_str(x.user)}, {_lua_str(y.jid)}); f({_lua_str(y.user)}, {_lua_str(x.jid)});"
+            for x, y in pairs
+        )
+        # Runs inside Prosody. load_roster() returns the live roster of an online user or the
+        # cached/stored one of an offline user; save_roster() writes it back through storage.
+        lua = (
+            '>local rm = require "core.rostermanager"; '
+            f"local host = {_lua_str(self.domain)}; "
+            "local function f(user, peer) "
+            "local roster = assert(rm.load_roster(user, host)); "
+            'roster[peer] = { subscription = "both", groups = {} }; '
+            "local meta = roster[false]; "
+            "if meta and meta.pending then meta.pending[peer] = nil end; "
+            'assert(rm.save_roster(user, host, roster), "cannot save roster of " .. user); '
+            "rm.roster_push(user, host, peer); "
+            "end; "
+            f'{calls} return "befriended"'
+        )
+        while True:
+            try:
+                done = self._prosodyctl("shell", lua, timeout=max(1.0, deadline - time.monotonic()))
+                break
+            except RigError as err:
+                # The admin socket comes up with the modules, possibly just after c2s.
+                if "Unable to connect" not in str(err) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(_POLL_INTERVAL)
+        if "befriended" not in done.stdout:
+            raise RigError(f"unexpected admin shell answer: {done.stdout.strip()!r}")

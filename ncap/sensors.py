@@ -1,0 +1,175 @@
+"""The gateway's sensor tree: one node per TIM, one field per channel.
+
+A `TimNode` owns one TIM driver. It keeps (re)opening and discovering the TIM in
+the background with a capped backoff, so a TIM that is missing at start-up or
+vanishes later comes back without restarting the NCAP. Readers never wait for
+discovery: a node that is not ready fails fast with `NodeUnavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from ncap.errors import NcapError
+from tim_drivers.drivers.p1451_serial import ChannelKind, Sample, TimInfo
+from tim_drivers.errors import TimError, TimUnavailable
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class NodeUnavailable(NcapError):
+    """The node exists but cannot be read right now."""
+
+
+class UnknownNode(NcapError):
+    """No node by that id."""
+
+
+class TimDriver(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def discover(self) -> TimInfo: ...
+    async def read(self, channel: int) -> Sample: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    node: str
+    field: str
+    value: float
+    unit: str
+    decimals: int
+    timestamp: datetime
+
+    @property
+    def text(self) -> str:
+        """The value with the channel's precision and unit, e.g. ``21.5 °C``."""
+        number = f"{self.value:.{self.decimals}f}"
+        return f"{number} {self.unit}" if self.unit else number
+
+
+class TimNode:
+    """One TIM behind the NCAP, kept discovered by a background task."""
+
+    def __init__(
+        self,
+        node_id: str,
+        driver: TimDriver,
+        *,
+        first_retry_s: float = 0.5,
+        max_retry_s: float = 30.0,
+    ) -> None:
+        self.node_id = node_id
+        self._driver = driver
+        self._first_retry_s = first_retry_s
+        self._max_retry_s = max_retry_s
+        self._info: TimInfo | None = None
+        self._lost = asyncio.Event()
+        self._ready = asyncio.Event()
+
+    @property
+    def info(self) -> TimInfo | None:
+        return self._info
+
+    async def wait_ready(self, timeout: float) -> TimInfo:
+        await asyncio.wait_for(self._ready.wait(), timeout)
+        assert self._info is not None
+        return self._info
+
+    async def run(self) -> None:
+        """Open and discover the TIM; do it again whenever the link is lost."""
+        delay = self._first_retry_s
+        while True:
+            try:
+                await self._driver.open()
+                info = await self._driver.discover()
+            except TimError as err:
+                _LOGGER.warning(
+                    "tim=%s not available (%s); retrying in %.1f s", self.node_id, err, delay
+                )
+                await self._close_quietly()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._max_retry_s)
+                continue
+            delay = self._first_retry_s
+            self._info = info
+            self._lost.clear()
+            self._ready.set()
+            _LOGGER.info(
+                "tim=%s online: %s, channels %s",
+                self.node_id,
+                info.name,
+                ", ".join(channel.name for channel in info.channels),
+            )
+            await self._lost.wait()
+            self._ready.clear()
+            self._info = None
+            _LOGGER.warning("tim=%s link lost; reopening", self.node_id)
+            await self._close_quietly()
+
+    async def read(self, field_names: Iterable[str] = ()) -> list[Reading]:
+        """Read the named sensor channels (all when none are named)."""
+        info = self._info
+        if info is None:
+            raise NodeUnavailable(f"TIM {self.node_id} is not available")
+        wanted = set(field_names)
+        readings = []
+        for channel in info.channels:
+            if channel.kind is not ChannelKind.SENSOR:
+                continue
+            if wanted and channel.name not in wanted:
+                continue
+            try:
+                sample = await self._driver.read(channel.number)
+            except TimUnavailable as err:
+                self._lost.set()
+                raise NodeUnavailable(f"TIM {self.node_id} went away: {err}") from err
+            except TimError as err:
+                raise NodeUnavailable(f"TIM {self.node_id} channel {channel.name}: {err}") from err
+            readings.append(
+                Reading(
+                    node=self.node_id,
+                    field=channel.name,
+                    value=sample.value,
+                    unit=sample.unit,
+                    decimals=channel.decimals,
+                    timestamp=sample.timestamp,
+                )
+            )
+        return readings
+
+    async def close(self) -> None:
+        await self._close_quietly()
+
+    async def _close_quietly(self) -> None:
+        with contextlib.suppress(TimError, OSError):
+            await self._driver.close()
+
+
+class SensorTree:
+    """The nodes the NCAP serves, by node id."""
+
+    def __init__(self, nodes: Sequence[TimNode]) -> None:
+        self._nodes: Mapping[str, TimNode] = {node.node_id: node for node in nodes}
+
+    @property
+    def node_ids(self) -> list[str]:
+        return list(self._nodes)
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._nodes
+
+    def node(self, node_id: str) -> TimNode:
+        try:
+            return self._nodes[node_id]
+        except KeyError:
+            raise UnknownNode(f"no node {node_id!r}") from None
+
+    def nodes(self) -> list[TimNode]:
+        return list(self._nodes.values())

@@ -1,0 +1,140 @@
+"""A slixmpp client that only ever talks over verified TLS.
+
+Subclasses act on the ``session_secured`` event, fired after ``session_start``
+once the stream is known to be encrypted.
+
+The certificate is verified against the configured CA (or the system CAs) with
+host-name checking. There is no plaintext fallback: slixmpp refuses every SASL
+mechanism on an unencrypted stream, and `session_start` double-checks that the
+stream really is encrypted before anything else happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from pathlib import Path
+from typing import Any, cast
+
+import slixmpp
+
+import xep.xep_0323
+from ncap.errors import XmppConnectError
+from xep.xep_0323.sensordata import XEP_0323
+
+_LOGGER = logging.getLogger(__name__)
+
+SENSORDATA_PLUGIN = "xep_0323_ncap"
+
+
+def make_tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+class SecureClient(slixmpp.ClientXMPP):
+    """ClientXMPP with verified TLS, clear failure reasons and our XEP plugins."""
+
+    def __init__(
+        self,
+        jid: str,
+        password: str,
+        *,
+        ca_file: Path | None,
+        server: str | None,
+        port: int,
+    ) -> None:
+        super().__init__(jid, password, sasl_mech=None)
+        self.ssl_context = make_tls_context(ca_file)
+        self.enable_plaintext = False
+        self.enable_direct_tls = False
+        self._server = server
+        self._port = port
+        self._ca_file = ca_file
+        self.failure: str | None = None
+        self.tls_version: str | None = None
+        self._started: asyncio.Future[None] | None = None
+        self.register_plugin("xep_0030")
+        self.register_plugin("xep_0199")
+        self.register_plugin(SENSORDATA_PLUGIN, module=xep.xep_0323)
+        self.add_event_handler("session_start", self._check_encrypted)
+        self.add_event_handler("ssl_invalid_chain", self._on_bad_certificate)
+        self.add_event_handler("failed_all_auth", self._on_auth_failure)
+        self.add_event_handler("connection_failed", self._on_connection_failed)
+        self.add_event_handler("disconnected", self._on_disconnected)
+
+    @property
+    def sensordata(self) -> XEP_0323:
+        # Our plugin is not in slixmpp's TypedDict of built-in plugin names.
+        return cast(XEP_0323, self.plugin[SENSORDATA_PLUGIN])  # type: ignore[literal-required]
+
+    def open(self) -> asyncio.Future[Any]:
+        """Start connecting (and keep retrying) to the configured server."""
+        if self._server:
+            return self.connect(host=self._server, port=self._port)
+        return self.connect()
+
+    async def start(self, timeout: float) -> None:
+        """Connect and wait for the session; raise XmppConnectError with the reason."""
+        self._started = asyncio.get_running_loop().create_future()
+        self.failure = None
+        self.open()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._started), timeout)
+        except TimeoutError:
+            reason = self.failure or "no session established"
+            self.cancel_connection_attempt()
+            self.abort()
+            raise XmppConnectError(f"{self.boundjid.bare}: {reason} within {timeout:g} s") from None
+        finally:
+            self._started = None
+
+    def _settle(self, failure: str | None) -> None:
+        if failure is not None:
+            self.failure = failure
+            _LOGGER.error("xmpp %s: %s", self.boundjid.bare, failure)
+        started = self._started
+        if started is None or started.done():
+            return
+        if failure is None:
+            started.set_result(None)
+        else:
+            started.set_exception(XmppConnectError(f"{self.boundjid.bare}: {failure}"))
+
+    def _check_encrypted(self, _event: object) -> None:
+        ssl_object = self.transport.get_extra_info("ssl_object") if self.transport else None
+        if ssl_object is None:
+            self._settle("the stream is not encrypted; refusing to continue")
+            self.abort()
+            return
+        self.tls_version = ssl_object.version()
+        self.failure = None
+        _LOGGER.info("xmpp %s: session started over %s", self.boundjid.full, self.tls_version)
+        self._settle(None)
+        self.event("session_secured")
+
+    def _on_bad_certificate(self, error: object) -> None:
+        trust = f"the CA in {self._ca_file}" if self._ca_file else "the system CAs"
+        self._settle(f"TLS certificate of {self.boundjid.domain} not trusted by {trust}: {error}")
+        self.cancel_connection_attempt()
+        self.abort()
+
+    def _on_auth_failure(self, _event: object) -> None:
+        self._settle(
+            "login refused: wrong credentials, or the server offered no way to log in over TLS"
+        )
+        self.cancel_connection_attempt()
+
+    def _on_connection_failed(self, error: object) -> None:
+        # Recorded, not settled: slixmpp keeps retrying with backoff.
+        self.failure = (
+            f"cannot connect to {self._server or self.boundjid.domain}:{self._port}: {error}"
+        )
+        _LOGGER.warning("xmpp %s: %s", self.boundjid.bare, self.failure)
+
+    def _on_disconnected(self, reason: object) -> None:
+        started = self._started
+        if started is not None and not started.done() and self.failure is not None:
+            self._settle(self.failure)

@@ -1,0 +1,91 @@
+"""`ncap demo --json` prints its one line, and `ncap read` works against it from another process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from integration.proc import pid_alive, readline_within, wait_gone
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+READY_TIMEOUT = 90.0
+
+
+def test_demo_json_line_and_read_from_another_process() -> None:
+    with tempfile.TemporaryDirectory(prefix="ncap-demo-test-") as tmp:
+        Path(tmp).chmod(0o755)  # the demo's Prosody runs as its own user below it
+        _run_demo_and_read(Path(tmp) / "demo")
+
+
+def _run_demo_and_read(workdir: Path) -> None:
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "ncap", "demo", "--json", "--workdir", str(workdir)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        line = readline_within(demo, READY_TIMEOUT)
+        summary = json.loads(line)
+        assert set(summary) >= {"xmpp", "thing", "owner", "stranger"}
+        xmpp = summary["xmpp"]
+        assert xmpp["host"] == "127.0.0.1"
+        assert isinstance(xmpp["port"], int)
+        assert Path(xmpp["ca"]).read_text().startswith("-----BEGIN CERTIFICATE-----")
+        assert summary["thing"].startswith("thing@" + xmpp["domain"] + "/")
+        for who in ("owner", "stranger"):
+            assert summary[who]["jid"].endswith("@" + xmpp["domain"])
+            assert summary[who]["password"]
+
+        def read(who: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "ncap",
+                    "read",
+                    "--json",
+                    "--jid",
+                    summary[who]["jid"],
+                    "--ca",
+                    xmpp["ca"],
+                    "--server",
+                    xmpp["host"],
+                    "--port",
+                    str(xmpp["port"]),
+                    summary["thing"],
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={**os.environ, "NCAP_PASSWORD": summary[who]["password"]},
+                cwd=REPO,
+                check=False,
+            )
+
+        owner = read("owner")
+        assert owner.returncode == 0, owner.stderr
+        readout = json.loads(owner.stdout)
+        names = {field["name"] for node in readout["nodes"] for field in node["fields"]}
+        assert names == {"temperature", "humidity", "pressure"}
+
+        stranger = read("stranger")
+        assert stranger.returncode != 0
+        assert "forbidden" in stranger.stderr
+        assert stranger.stdout == ""
+
+        prosody_pid = int((workdir / "prosody" / "prosody.pid").read_text())
+        assert pid_alive(prosody_pid)
+    finally:
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(timeout=30) == 0
+    assert wait_gone(prosody_pid, 10.0), "the demo left its Prosody running"

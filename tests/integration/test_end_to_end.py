@@ -1,0 +1,178 @@
+"""The thin slice end to end: simulated TIM on a pty → NCAP → Prosody (TLS) → a reader."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from integration.proc import readline_within
+from ncap.app import Gateway
+from ncap.config import load_config
+from ncap.demo import find_profile, write_config
+from ncap.errors import XmppConnectError
+from ncap.reader import ReadoutFailed, read_thing
+from ncap.rig.pki import make_ca
+from ncap.rig.prosody import Account, PrivateProsody
+from ncap.rig.pty import PtyPair
+from ncap.xmpp.connection import SecureClient
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT = 20.0
+
+
+@dataclass
+class Rig:
+    prosody: PrivateProsody
+    thing: Account
+    owner: Account
+    stranger: Account
+    tim_port: Path
+    workdir: Path
+
+
+@pytest.fixture(scope="module")
+def rig() -> Iterator[Rig]:
+    with tempfile.TemporaryDirectory(prefix="ncap-e2e-") as tmp:
+        workdir = Path(tmp)
+        workdir.chmod(0o755)  # Prosody runs as its own user below it
+        with PrivateProsody(workdir / "prosody") as prosody, PtyPair(workdir / "pty") as pty:
+            yield from _with_simulator(prosody, pty, workdir)
+
+
+def _with_simulator(prosody: PrivateProsody, pty: PtyPair, workdir: Path) -> Iterator[Rig]:
+    thing = prosody.register("thing")
+    owner = prosody.register("owner")
+    stranger = prosody.register("stranger")
+    prosody.make_friends(thing, owner)
+    profile = find_profile("env-sensor.toml")
+    simulator = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tim_drivers.sim",
+            "--port",
+            str(pty.a_path),
+            "--profile",
+            str(profile),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert readline_within(simulator, TIMEOUT).strip() == "ready"
+        yield Rig(prosody, thing, owner, stranger, pty.b_path, workdir)
+    finally:
+        simulator.terminate()
+        simulator.wait(timeout=10)
+
+
+@pytest.fixture
+async def gateway(rig: Rig) -> AsyncIterator[Gateway]:
+    config = load_config(write_config(rig.workdir, rig.prosody, rig.thing, rig.tim_port))
+    gateway = Gateway(config)
+    await gateway.start()
+    try:
+        await gateway.wait_ready(TIMEOUT)
+        yield gateway
+    finally:
+        await gateway.stop()
+
+
+async def _read(rig: Rig, who: Account, gateway: Gateway, *args: str):  # type: ignore[no-untyped-def]
+    return await read_thing(
+        who.jid,
+        who.password,
+        gateway.client.boundjid.full,
+        node=args[0] if args else None,
+        fields=tuple(args[1:]),
+        ca_file=rig.prosody.ca_file,
+        server=rig.prosody.host,
+        port=rig.prosody.c2s_port,
+        timeout=TIMEOUT,
+    )
+
+
+async def test_thing_session_is_tls_verified(gateway: Gateway) -> None:
+    assert gateway.client.tls_version in {"TLSv1.2", "TLSv1.3"}
+
+
+async def test_readout_through_prosody_returns_simulated_values(rig: Rig, gateway: Gateway) -> None:
+    readout = await _read(rig, rig.owner, gateway)
+    assert readout.failures == ()
+    (node,) = readout.fields
+    assert node.node.node_id == "env-sensor"
+    fields = {field.name: field for field in node.fields}
+    assert set(fields) == {"temperature", "humidity", "pressure"}
+    assert fields["temperature"].unit == "°C"
+    assert 15.0 < float(fields["temperature"].value) < 30.0
+    assert fields["humidity"].unit == "%"
+    assert 0.0 <= float(fields["humidity"].value) <= 100.0
+    assert fields["pressure"].unit == "Pa"
+    assert 90_000 < float(fields["pressure"].value) < 110_000
+    assert node.timestamp.tzinfo is not None
+
+
+async def test_readout_of_one_field(rig: Rig, gateway: Gateway) -> None:
+    readout = await _read(rig, rig.owner, gateway, "env-sensor", "pressure")
+    assert [field.name for node in readout.fields for field in node.fields] == ["pressure"]
+
+
+async def test_stranger_is_denied_a_readout(rig: Rig, gateway: Gateway) -> None:
+    with pytest.raises(ReadoutFailed, match="forbidden"):
+        await _read(rig, rig.stranger, gateway)
+
+
+async def _chat(rig: Rig, who: Account, gateway: Gateway, body: str) -> object:
+    client = SecureClient(
+        who.jid,
+        who.password,
+        ca_file=rig.prosody.ca_file,
+        server=rig.prosody.host,
+        port=rig.prosody.c2s_port,
+    )
+    await client.start(TIMEOUT)
+    replies: asyncio.Queue[object] = asyncio.Queue()
+    client.add_event_handler("message", replies.put_nowait)
+    client.add_event_handler("message_error", replies.put_nowait)
+    try:
+        client.send_message(mto=gateway.client.boundjid.full, mbody=body, mtype="chat")
+        return await asyncio.wait_for(replies.get(), TIMEOUT)
+    finally:
+        await client.disconnect(wait=1.0)
+
+
+async def test_chat_read_from_a_friend_gets_a_table(rig: Rig, gateway: Gateway) -> None:
+    reply = await _chat(rig, rig.owner, gateway, "read")
+    assert reply["type"] == "chat"  # type: ignore[index]
+    body = reply["body"]  # type: ignore[index]
+    assert body.startswith("env-sensor at ")
+    for expected in ("temperature", "°C", "humidity", "%", "pressure", "Pa"):
+        assert expected in body
+
+
+async def test_chat_from_a_stranger_gets_forbidden_and_no_data(rig: Rig, gateway: Gateway) -> None:
+    reply = await _chat(rig, rig.stranger, gateway, "read")
+    assert reply["type"] == "error"  # type: ignore[index]
+    assert reply["error"]["condition"] == "forbidden"  # type: ignore[index]
+    assert "°C" not in str(reply)
+
+
+async def test_wrong_ca_is_refused(rig: Rig, tmp_path: Path) -> None:
+    other_ca = make_ca(tmp_path / "other-ca")
+    client = SecureClient(
+        rig.owner.jid,
+        rig.owner.password,
+        ca_file=other_ca.cert,
+        server=rig.prosody.host,
+        port=rig.prosody.c2s_port,
+    )
+    with pytest.raises(XmppConnectError, match="not trusted"):
+        await client.start(TIMEOUT)

@@ -1,0 +1,1 @@
+"""TIM drivers: one class per kind of TIM link, exposing channels and readings."""

@@ -1,0 +1,225 @@
+"""TIM simulator profiles: TOML files describing one simulated TIM (see hardware/tims/)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from tim_drivers.codec.teds import (
+    DIMENSIONLESS,
+    KELVIN,
+    PASCAL,
+    RATIO,
+    ChanType,
+    PhysicalUnits,
+)
+from tim_drivers.errors import ProfileError
+
+_LOGGER = logging.getLogger(__name__)
+
+NAMED_UNITS: dict[str, PhysicalUnits] = {
+    "K": KELVIN,
+    "Pa": PASCAL,
+    "m": PhysicalUnits(meters=1),
+    "m/s": PhysicalUnits(meters=1, seconds=-1),
+    "m/s2": PhysicalUnits(meters=1, seconds=-2),
+    "V": PhysicalUnits(kilograms=1, meters=2, seconds=-3, amperes=-1),
+    "A": PhysicalUnits(amperes=1),
+    "ratio": RATIO,
+    "none": DIMENSIONLESS,
+}
+_UNIT_KEYS = (
+    "interpretation",
+    "radians",
+    "steradians",
+    "meters",
+    "kilograms",
+    "seconds",
+    "amperes",
+    "kelvins",
+    "moles",
+    "candelas",
+    "extension",
+)
+_KINDS = {"sensor": ChanType.SENSOR, "actuator": ChanType.ACTUATOR}
+_TIM_KEYS = {"name", "uuid", "ohold_off", "shold_off", "test_time", "baudrate"}
+_CHANNEL_KEYS = {
+    "name",
+    "kind",
+    "units",
+    "low_limit",
+    "high_limit",
+    "o_error",
+    "update_time",
+    "base",
+    "amplitude",
+    "period",
+    "fixed",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelProfile:
+    name: str
+    kind: ChanType
+    units: PhysicalUnits
+    low_limit: float
+    high_limit: float
+    o_error: float
+    update_time: float
+    base: float
+    amplitude: float
+    period: float
+    fixed: float | None
+
+    def value_at(self, elapsed: float) -> float:
+        """The channel's value (in its PhyUnits) ``elapsed`` seconds after start."""
+        if self.fixed is not None:
+            return self.fixed
+        return self.base + self.amplitude * math.sin(2 * math.pi * elapsed / self.period)
+
+
+@dataclass(frozen=True, slots=True)
+class TimProfile:
+    name: str
+    uuid: bytes
+    ohold_off: float
+    shold_off: float
+    test_time: float
+    baudrate: int
+    channels: tuple[ChannelProfile, ...]
+
+
+class _Reader:
+    """Typed access to one TOML table; every error names the key (``channels[2].units``)."""
+
+    def __init__(self, source: str, table: Mapping[str, object], path: str) -> None:
+        self.source, self.table, self.path = source, table, path
+
+    def error(self, key: str, problem: str) -> ProfileError:
+        where = f"{self.path}.{key}" if self.path else key
+        return ProfileError(f"{self.source}: key '{where}': {problem}")
+
+    def check_keys(self, allowed: set[str]) -> None:
+        for key in self.table:
+            if key not in allowed:
+                raise self.error(key, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+    def string(self, key: str, default: str | None = None) -> str:
+        value = self.table.get(key, default)
+        if not isinstance(value, str) or not value:
+            raise self.error(key, "missing or not a non-empty string")
+        return value
+
+    def number(self, key: str, default: float | None = None, *, positive: bool = False) -> float:
+        value = self.table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(key, "missing or not a number")
+        number = float(value)
+        if not math.isfinite(number) or (positive and number <= 0):
+            raise self.error(
+                key, "must be a finite" + (" positive" if positive else "") + " number"
+            )
+        return number
+
+    def optional_number(self, key: str) -> float | None:
+        return None if key not in self.table else self.number(key)
+
+
+def _units(reader: _Reader) -> PhysicalUnits:
+    value = reader.table.get("units", "none")
+    if isinstance(value, str):
+        if value not in NAMED_UNITS:
+            raise reader.error("units", f"unknown unit {value!r} (known: {', '.join(NAMED_UNITS)})")
+        return NAMED_UNITS[value]
+    if isinstance(value, dict):
+        sub = _Reader(reader.source, value, f"{reader.path}.units")
+        sub.check_keys(set(_UNIT_KEYS))
+        exps = {key: sub.number(key, 0) for key in _UNIT_KEYS[1:-1]}
+        try:
+            return PhysicalUnits(
+                int(sub.number("interpretation", 0)),
+                **exps,
+                extension=int(sub.number("extension", 0)),
+            )
+        except ValueError as err:
+            raise reader.error("units", str(err)) from None
+    raise reader.error("units", "must be a unit name or a table of exponents")
+
+
+def _channel(source: str, table: object, index: int) -> ChannelProfile:
+    path = f"channels[{index}]"
+    if not isinstance(table, dict):
+        raise ProfileError(f"{source}: key '{path}': must be a table")
+    reader = _Reader(source, table, path)
+    reader.check_keys(_CHANNEL_KEYS)
+    units = _units(reader)
+    kind_name = reader.string("kind", "sensor")
+    if kind_name not in _KINDS:
+        raise reader.error("kind", f"must be one of {', '.join(_KINDS)}")
+    low = reader.number("low_limit")
+    high = reader.number("high_limit")
+    if low >= high:
+        raise reader.error("high_limit", "must be greater than low_limit")
+    fixed = reader.optional_number("fixed")
+    base = reader.number("base", fixed)
+    return ChannelProfile(
+        name=reader.string("name"),
+        kind=_KINDS[kind_name],
+        units=units,
+        low_limit=low,
+        high_limit=high,
+        o_error=reader.number("o_error", 0.1, positive=True),
+        update_time=reader.number("update_time", 0.0),
+        base=base,
+        amplitude=reader.number("amplitude", 0.0),
+        period=reader.number("period", 60.0, positive=True),
+        fixed=fixed,
+    )
+
+
+def parse_profile(data: Mapping[str, object], source: str = "profile") -> TimProfile:
+    """Validate a decoded TOML document; raise :class:`ProfileError` naming the bad key."""
+    top = _Reader(source, data, "")
+    top.check_keys({"tim", "channels"})
+    tim_table = data.get("tim")
+    if not isinstance(tim_table, dict):
+        raise top.error("tim", "missing [tim] table")
+    tim = _Reader(source, tim_table, "tim")
+    tim.check_keys(_TIM_KEYS)
+    try:
+        uuid = bytes.fromhex(tim.string("uuid"))
+    except ValueError:
+        raise tim.error("uuid", "must be hexadecimal") from None
+    if len(uuid) != 10:
+        raise tim.error("uuid", "must be 10 octets (20 hex digits)")
+    channels = data.get("channels")
+    if not isinstance(channels, list) or not channels:
+        raise top.error("channels", "missing or empty [[channels]] array")
+    baudrate = tim.number("baudrate", 115200, positive=True)
+    return TimProfile(
+        name=tim.string("name"),
+        uuid=uuid,
+        ohold_off=tim.number("ohold_off", 1.0, positive=True),
+        shold_off=tim.number("shold_off", 2.0, positive=True),
+        test_time=tim.number("test_time", 1.0, positive=True),
+        baudrate=int(baudrate),
+        channels=tuple(_channel(source, table, i) for i, table in enumerate(channels, 1)),
+    )
+
+
+def load_profile(path: str | Path) -> TimProfile:
+    """Read and validate a profile file."""
+    path = Path(path)
+    try:
+        with path.open("rb") as stream:
+            data = tomllib.load(stream)
+    except OSError as err:
+        raise ProfileError(f"{path}: cannot read: {err.strerror}") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ProfileError(f"{path}: not valid TOML: {err}") from err
+    return parse_profile(data, str(path))

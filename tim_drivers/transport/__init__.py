@@ -1,0 +1,1 @@
+"""Byte transports to TIMs (asyncio)."""
