@@ -333,7 +333,7 @@ component_ports = {{ {self.component_port} }}
 component_interfaces = {{ "127.0.0.1" }}
 
 c2s_require_encryption = {"false" if self.plaintext_only else "true"}
-allow_insecure_auth = {"true" if self.plaintext_only else "false"}
+allow_unencrypted_plain_auth = {"true" if self.plaintext_only else "false"}
 allow_registration = false
 authentication = "internal_hashed"
 storage = "internal"

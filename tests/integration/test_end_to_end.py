@@ -176,3 +176,34 @@ async def test_wrong_ca_is_refused(rig: Rig, tmp_path: Path) -> None:
     )
     with pytest.raises(XmppConnectError, match="not trusted"):
         await client.start(TIMEOUT)
+
+
+async def test_plaintext_only_server_is_refused() -> None:
+    with tempfile.TemporaryDirectory(prefix="ncap-plain-") as tmp:
+        server = PrivateProsody(Path(tmp), plaintext_only=True)
+        account = server.register("owner")
+        with server:
+            client = SecureClient(
+                account.jid,
+                account.password,
+                ca_file=server.ca_file,
+                server=server.host,
+                port=server.c2s_port,
+            )
+            with pytest.raises(XmppConnectError, match="no way to log in over TLS"):
+                await client.start(TIMEOUT)
+            log = server.log_file.read_text()
+        assert "Authenticated as" not in log  # the password never crossed the wire
+        assert client.tls_version is None
+
+
+async def test_thing_reconnects_when_the_server_comes_back(rig: Rig, gateway: Gateway) -> None:
+    client = gateway.client
+    gone = asyncio.ensure_future(client.wait_until("disconnected", TIMEOUT))
+    await asyncio.to_thread(rig.prosody.stop)
+    await gone
+    assert not client.online.is_set()
+    await asyncio.to_thread(rig.prosody.start, keep_ports=True)
+    await asyncio.wait_for(client.online.wait(), TIMEOUT)
+    readout = await _read(rig, rig.owner, gateway, "env-sensor", "temperature")
+    assert [field.name for node in readout.fields for field in node.fields] == ["temperature"]
