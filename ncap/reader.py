@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from datetime import UTC
 from pathlib import Path
 from typing import Any
+
+from slixmpp import JID, Presence
 
 from ncap.errors import NcapError
 from ncap.xmpp.connection import SecureClient
@@ -31,11 +35,29 @@ async def read_thing(
     timeout: float = 15.0,
 ) -> Readout:
     client = SecureClient(jid, password, ca_file=ca_file, server=server, port=port)
+    target = JID(thing)
+    online: asyncio.Future[JID] = asyncio.get_running_loop().create_future()
+
+    def on_presence(presence: Presence) -> None:
+        sender = presence["from"]
+        if sender.bare == target.bare and sender.resource and not online.done():
+            online.set_result(sender)
+
+    client.add_event_handler("presence_available", on_presence)
     await client.start(timeout)
     try:
         client.send_presence()
+        if not target.resource:
+            # A bare JID cannot answer an IQ; friends see the thing's presence, so use it.
+            try:
+                target = await asyncio.wait_for(online, timeout)
+            except TimeoutError:
+                raise ReadoutFailed(
+                    f"{thing} sent no presence within {timeout:g} s: it is offline, or "
+                    f"{jid} is not its friend; give its full JID to ask anyway"
+                ) from None
         return await client.sensordata.request_readout(
-            thing,
+            target,
             nodes=(NodeRef(node),) if node else (),
             field_names=fields,
             types=FieldType.MOMENTARY,
@@ -56,7 +78,7 @@ def readout_as_json(readout: Readout) -> dict[str, Any]:
         "nodes": [
             {
                 "node": node.node.node_id,
-                "timestamp": node.timestamp.isoformat(),
+                "timestamp": node.timestamp.astimezone(UTC).isoformat(),
                 "fields": [
                     {"name": field.name, "value": field.value, "unit": field.unit}
                     for field in node.fields
@@ -73,13 +95,19 @@ def readout_as_json(readout: Readout) -> dict[str, Any]:
 
 def format_readout(readout: Readout) -> str:
     rows = [
-        (node.node.node_id, field.name, field.value, field.unit, f"{node.timestamp:%H:%M:%S}")
+        (
+            node.node.node_id,
+            field.name,
+            field.value,
+            field.unit,
+            f"{node.timestamp.astimezone(UTC):%H:%M:%SZ}",
+        )
         for node in readout.fields
         for field in node.fields
     ]
     lines = []
     if rows:
-        header = ("NODE", "FIELD", "VALUE", "UNIT", "TIME")
+        header = ("NODE", "FIELD", "VALUE", "UNIT", "TIME (UTC)")
         widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
         for row in [header, *rows]:
             cells = [

@@ -55,12 +55,14 @@ class SecureClient(slixmpp.ClientXMPP):
         self._ca_file = ca_file
         self.failure: str | None = None
         self.tls_version: str | None = None
+        self._credentials_rejected = False
         self._started: asyncio.Future[None] | None = None
         self.register_plugin("xep_0030")
         self.register_plugin("xep_0199")
         self.register_plugin(SENSORDATA_PLUGIN, module=xep.xep_0323)
         self.add_event_handler("session_start", self._check_encrypted)
         self.add_event_handler("ssl_invalid_chain", self._on_bad_certificate)
+        self.add_event_handler("failed_auth", self._on_credentials_rejected)
         self.add_event_handler("failed_all_auth", self._on_auth_failure)
         self.add_event_handler("connection_failed", self._on_connection_failed)
         self.add_event_handler("disconnected", self._on_disconnected)
@@ -92,10 +94,12 @@ class SecureClient(slixmpp.ClientXMPP):
             self._started = None
 
     def _settle(self, failure: str | None) -> None:
+        started = self._started
         if failure is not None:
             self.failure = failure
-            _LOGGER.error("xmpp %s: %s", self.boundjid.bare, failure)
-        started = self._started
+            # A caller waiting in start() gets the reason as an exception; say it once.
+            level = logging.DEBUG if started is not None else logging.ERROR
+            _LOGGER.log(level, "xmpp %s: %s", self.boundjid.bare, failure)
         if started is None or started.done():
             return
         if failure is None:
@@ -121,10 +125,17 @@ class SecureClient(slixmpp.ClientXMPP):
         self.cancel_connection_attempt()
         self.abort()
 
+    def _on_credentials_rejected(self, _event: object) -> None:
+        self._credentials_rejected = True
+
     def _on_auth_failure(self, _event: object) -> None:
-        self._settle(
-            "login refused: wrong credentials, or the server offered no way to log in over TLS"
-        )
+        # slixmpp offers no SASL mechanism on an unencrypted stream, so a server without
+        # TLS ends here without the server ever having rejected anything.
+        if self._credentials_rejected:
+            self._settle("login refused: wrong JID or password")
+        else:
+            self._settle("the server offered no way to log in over TLS; refusing to go on")
+        self._credentials_rejected = False
         self.cancel_connection_attempt()
 
     def _on_connection_failed(self, error: object) -> None:

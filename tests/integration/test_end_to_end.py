@@ -125,6 +125,29 @@ async def test_readout_of_one_field(rig: Rig, gateway: Gateway) -> None:
     assert [field.name for node in readout.fields for field in node.fields] == ["pressure"]
 
 
+async def test_bare_jid_is_resolved_through_presence(rig: Rig, gateway: Gateway) -> None:
+    readout = await read_thing(
+        rig.owner.jid,
+        rig.owner.password,
+        rig.thing.jid,
+        ca_file=rig.prosody.ca_file,
+        server=rig.prosody.host,
+        port=rig.prosody.c2s_port,
+        timeout=TIMEOUT,
+    )
+    assert [node.node.node_id for node in readout.fields] == ["env-sensor"]
+    with pytest.raises(ReadoutFailed, match="not its friend"):
+        await read_thing(
+            rig.stranger.jid,
+            rig.stranger.password,
+            rig.thing.jid,
+            ca_file=rig.prosody.ca_file,
+            server=rig.prosody.host,
+            port=rig.prosody.c2s_port,
+            timeout=2.0,
+        )
+
+
 async def test_stranger_is_denied_a_readout(rig: Rig, gateway: Gateway) -> None:
     with pytest.raises(ReadoutFailed, match="forbidden"):
         await _read(rig, rig.stranger, gateway)
@@ -178,6 +201,18 @@ async def test_wrong_ca_is_refused(rig: Rig, tmp_path: Path) -> None:
         await client.start(TIMEOUT)
 
 
+async def test_wrong_password_is_reported_as_such(rig: Rig) -> None:
+    client = SecureClient(
+        rig.owner.jid,
+        "not-the-password",
+        ca_file=rig.prosody.ca_file,
+        server=rig.prosody.host,
+        port=rig.prosody.c2s_port,
+    )
+    with pytest.raises(XmppConnectError, match="wrong JID or password"):
+        await client.start(TIMEOUT)
+
+
 async def test_plaintext_only_server_is_refused() -> None:
     with tempfile.TemporaryDirectory(prefix="ncap-plain-") as tmp:
         server = PrivateProsody(Path(tmp), plaintext_only=True)
@@ -190,7 +225,7 @@ async def test_plaintext_only_server_is_refused() -> None:
                 server=server.host,
                 port=server.c2s_port,
             )
-            with pytest.raises(XmppConnectError, match="no way to log in over TLS"):
+            with pytest.raises(XmppConnectError, match="offered no way to log in over TLS"):
                 await client.start(TIMEOUT)
             log = server.log_file.read_text()
         assert "Authenticated as" not in log  # the password never crossed the wire
