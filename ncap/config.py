@@ -7,6 +7,7 @@ line turns into one message and exit status 78 (EX_CONFIG).
 
 from __future__ import annotations
 
+import os
 import stat
 import tomllib
 from pathlib import Path
@@ -128,9 +129,17 @@ def parse_config(raw: dict[str, object]) -> Config:
 
 
 def read_secret(path: Path) -> str:
-    """The first line of a secret file, which must be private to its owner."""
+    """The first non-blank line of a secret file, which must be private to its owner."""
     _check_secret_file(str(path), path)
-    return path.read_text(encoding="utf-8").splitlines()[0].strip()
+    return path.read_text(encoding="utf-8").strip().splitlines()[0].strip()
+
+
+def write_secret(path: Path, secret: str) -> None:
+    """Write *secret* to a file only its owner can read, even if the file existed before."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        os.fchmod(fd, 0o600)
+        handle.write(secret + "\n")
 
 
 def _key(location: tuple[int | str, ...]) -> str:

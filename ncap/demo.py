@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ncap.app import Gateway
-from ncap.config import load_config
+from ncap.config import load_config, write_secret
 from ncap.errors import RigError
 from ncap.rig.prosody import Account, PrivateProsody
 from ncap.rig.pty import PtyPair
@@ -85,8 +85,7 @@ def write_config(workdir: Path, prosody: PrivateProsody, thing: Account, tim_por
     secrets = workdir / "secrets"
     secrets.mkdir(mode=0o700, exist_ok=True)
     password_file = secrets / "xmpp"
-    password_file.touch(mode=0o600)
-    password_file.write_text(thing.password + "\n", encoding="utf-8")
+    write_secret(password_file, thing.password)
     config = workdir / "ncap.toml"
     config.write_text(
         f"""# Written by `ncap demo`.

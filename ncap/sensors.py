@@ -18,9 +18,12 @@ from typing import Protocol
 
 from ncap.errors import NcapError
 from tim_drivers.drivers.p1451_serial import ChannelKind, Sample, TimInfo
-from tim_drivers.errors import TimError, TimUnavailable
+from tim_drivers.errors import CommandFailed, TimError, TimUnavailable
 
 _LOGGER = logging.getLogger(__name__)
+
+# Consecutive failed reads after which a TIM is discovered again.
+REDISCOVER_AFTER_FAILURES = 3
 
 
 class NodeUnavailable(NcapError):
@@ -72,6 +75,7 @@ class TimNode:
         self._info: TimInfo | None = None
         self._lost = asyncio.Event()
         self._ready = asyncio.Event()
+        self._failures = 0
 
     @property
     def info(self) -> TimInfo | None:
@@ -89,15 +93,22 @@ class TimNode:
             try:
                 await self._driver.open()
                 info = await self._driver.discover()
-            except TimError as err:
-                _LOGGER.warning(
-                    "tim=%s not available (%s); retrying in %.1f s", self.node_id, err, delay
-                )
+            except Exception as err:
+                if isinstance(err, TimError):
+                    _LOGGER.warning(
+                        "tim=%s not available (%s); retrying in %.1f s", self.node_id, err, delay
+                    )
+                else:
+                    # A driver bug must not end this task for good: log it, keep retrying.
+                    _LOGGER.exception(
+                        "tim=%s discovery failed; retrying in %.1f s", self.node_id, delay
+                    )
                 await self._close_quietly()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_retry_s)
                 continue
             delay = self._first_retry_s
+            self._failures = 0
             self._info = info
             self._lost.clear()
             self._ready.set()
@@ -108,8 +119,6 @@ class TimNode:
                 ", ".join(channel.name for channel in info.channels),
             )
             await self._lost.wait()
-            self._ready.clear()
-            self._info = None
             _LOGGER.warning("tim=%s link lost; reopening", self.node_id)
             await self._close_quietly()
 
@@ -128,10 +137,16 @@ class TimNode:
             try:
                 sample = await self._driver.read(channel.number)
             except TimUnavailable as err:
-                self._lost.set()
+                self._mark_lost()
                 raise NodeUnavailable(f"TIM {self.node_id} went away: {err}") from err
             except TimError as err:
+                self._failures += 1
+                if isinstance(err, CommandFailed) or self._failures >= REDISCOVER_AFTER_FAILURES:
+                    # A TIM that rebooted behind an open port refuses commands for channels
+                    # it no longer has in Operating: discover it again.
+                    self._mark_lost()
                 raise NodeUnavailable(f"TIM {self.node_id} channel {channel.name}: {err}") from err
+            self._failures = 0
             readings.append(
                 Reading(
                     node=self.node_id,
@@ -146,6 +161,12 @@ class TimNode:
 
     async def close(self) -> None:
         await self._close_quietly()
+
+    def _mark_lost(self) -> None:
+        """Stop serving this TIM until the background task has discovered it again."""
+        self._info = None
+        self._ready.clear()
+        self._lost.set()
 
     async def _close_quietly(self) -> None:
         with contextlib.suppress(TimError, OSError):

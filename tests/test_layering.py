@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import pkgutil
 import subprocess
 import sys
@@ -41,3 +42,45 @@ def test_package_does_not_import_its_peers(package: str) -> None:
         name for name in loaded for peer in FORBIDDEN[package] if name.split(".")[0] == peer
     ]
     assert offenders == []
+
+
+PURE_CODECS = {
+    "tim_drivers.codec.cobs",
+    "tim_drivers.codec.framing",
+    "tim_drivers.codec.p1451",
+    "tim_drivers.codec.teds",
+    "xep.xep_0323.model",
+    "xep.xep_0323.convert",
+}
+# What a pure codec may import from the project besides other pure codecs.
+PURE_SUPPORT = {"tim_drivers.errors", "xep.errors", "tim_drivers.codec", "xep.xep_0323"}
+IO_MODULES = {"asyncio", "serial", "serial_asyncio_fast", "slixmpp", "socket", "selectors", "time"}
+
+
+def _imports(module: str) -> set[str]:
+    path = REPO / (module.replace(".", "/") + ".py")
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize("module", sorted(PURE_CODECS))
+def test_codecs_do_no_io(module: str) -> None:
+    """Codecs are importable and testable with no event loop, no port and no clock."""
+    imported = _imports(module)
+    io = sorted(name for name in imported if name.split(".")[0] in IO_MODULES)
+    ours = {name for name in imported if name.split(".")[0] in FORBIDDEN}
+    impure = sorted(
+        name
+        for name in ours
+        if name not in PURE_CODECS
+        and name not in PURE_SUPPORT
+        and name.rpartition(".")[0] not in PURE_CODECS | PURE_SUPPORT - {"xep.xep_0323"}
+    )
+    assert io == []
+    assert impure == []

@@ -255,6 +255,12 @@ class PrivateProsody:
         else:
             self._pending_friends.append((a, b))
 
+    def end_friendship(self, a: Account, b: Account) -> None:
+        """Remove ``a`` and ``b`` from each other's rosters (the server must be running)."""
+        if not self.running:
+            raise RigError("end_friendship needs a running server")
+        self._befriend([(a, b)], time.monotonic() + _CTL_TIMEOUT, friends=False)
+
     # ---------------------------------------------------------------- internals
 
     def _privileges(self) -> list[str]:
@@ -411,8 +417,11 @@ Component {_lua_str(self.registry_domain)}
             )
         return done
 
-    def _befriend(self, pairs: Sequence[tuple[Account, Account]], deadline: float) -> None:
-        """Make every pair mutual ``both`` contacts, in one admin-shell call."""
+    def _befriend(
+        self, pairs: Sequence[tuple[Account, Account]], deadline: float, *, friends: bool = True
+    ) -> None:
+        """Make every pair mutual ``both`` contacts (or strangers), in one admin-shell call."""
+        item = '{ subscription = "both", groups = {} }' if friends else "nil"
         calls = " ".join(
             f"f({_lua_str(x.user)}, {_lua_str(y.jid)}); f({_lua_str(y.user)}, {_lua_str(x.jid)});"
             for x, y in pairs
@@ -424,7 +433,7 @@ Component {_lua_str(self.registry_domain)}
             f"local host = {_lua_str(self.domain)}; "
             "local function f(user, peer) "
             "local roster = assert(rm.load_roster(user, host)); "
-            'roster[peer] = { subscription = "both", groups = {} }; '
+            f"roster[peer] = {item}; "
             "local meta = roster[false]; "
             "if meta and meta.pending then meta.pending[peer] = nil end; "
             'assert(rm.save_roster(user, host, roster), "cannot save roster of " .. user); '

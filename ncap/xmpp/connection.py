@@ -45,8 +45,11 @@ class SecureClient(slixmpp.ClientXMPP):
         ca_file: Path | None,
         server: str | None,
         port: int,
+        reconnect_max_s: float = 60.0,
+        keepalive_s: float | None = None,
     ) -> None:
         super().__init__(jid, password, sasl_mech=None)
+        self.reconnect_max_s = reconnect_max_s
         self.ssl_context = make_tls_context(ca_file)
         self.enable_plaintext = False
         self.enable_direct_tls = False
@@ -58,7 +61,9 @@ class SecureClient(slixmpp.ClientXMPP):
         self._credentials_rejected = False
         self._started: asyncio.Future[None] | None = None
         self.register_plugin("xep_0030")
-        self.register_plugin("xep_0199")
+        # Pings find a half-open connection long before TCP gives up on it.
+        ping = {"keepalive": keepalive_s is not None, "interval": keepalive_s or 300, "timeout": 10}
+        self.register_plugin("xep_0199", ping)
         self.register_plugin(SENSORDATA_PLUGIN, module=xep.xep_0323)
         self.add_event_handler("session_start", self._check_encrypted)
         self.add_event_handler("ssl_invalid_chain", self._on_bad_certificate)
@@ -92,6 +97,13 @@ class SecureClient(slixmpp.ClientXMPP):
             raise XmppConnectError(f"{self.boundjid.bare}: {reason} within {timeout:g} s") from None
         finally:
             self._started = None
+
+    def reschedule_connection_attempt(self) -> asyncio.Future[Any] | None:
+        # slixmpp lets its wait between failed connection attempts grow to 300 s; the
+        # new attempt reads the wait only once it runs, so capping it here takes effect.
+        attempt = super().reschedule_connection_attempt()
+        self._connect_loop_wait = min(self._connect_loop_wait, self.reconnect_max_s)
+        return attempt
 
     def _settle(self, failure: str | None) -> None:
         started = self._started

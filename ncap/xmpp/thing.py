@@ -24,6 +24,7 @@ from xep.xep_0323.model import Field, FieldType, NodeFailure, NodeFields, NodeRe
 _LOGGER = logging.getLogger(__name__)
 
 FRIEND_SUBSCRIPTIONS = frozenset({"both", "from"})
+KEEPALIVE_S = 60.0
 
 
 class TreeSource:
@@ -69,24 +70,36 @@ class ThingClient(SecureClient):
         port: int,
         reconnect_max_s: float = 60.0,
     ) -> None:
-        super().__init__(jid, password, ca_file=ca_file, server=server, port=port)
+        super().__init__(
+            jid,
+            password,
+            ca_file=ca_file,
+            server=server,
+            port=port,
+            reconnect_max_s=reconnect_max_s,
+            keepalive_s=KEEPALIVE_S,
+        )
         self.auto_authorize = False
         self.auto_subscribe = False
         self._commands = ChatCommands(tree)
-        self._reconnect_max_s = reconnect_max_s
         self._reconnect_delay = 1.0
         self._reconnect_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._roster_loaded = False
         self.online = asyncio.Event()
         self.sensordata.source = TreeSource(tree)
         self.sensordata.authorize = self._may_read
         self.add_event_handler("session_secured", self._on_session_secured)
         self.add_event_handler("message", self._on_message)
         self.add_event_handler("disconnected", self._schedule_reconnect)
+        # Retrying a refused password or an untrusted certificate soon cannot help and
+        # may lock the account: wait the longest delay before trying again.
+        self.add_event_handler("failed_all_auth", self._back_off_fully)
+        self.add_event_handler("ssl_invalid_chain", self._back_off_fully)
 
     def is_friend(self, jid: JID | str) -> bool:
         bare = JID(jid).bare
-        if not self.client_roster.has_jid(bare):
+        if not self._roster_loaded or not self.client_roster.has_jid(bare):
             return False
         return self.client_roster[bare]["subscription"] in FRIEND_SUBSCRIPTIONS
 
@@ -107,7 +120,14 @@ class ThingClient(SecureClient):
 
     async def _on_session_secured(self, _event: object) -> None:
         self._reconnect_delay = 1.0
+        # slixmpp keeps roster entries the fresh roster no longer has; a friend removed
+        # while we were away must not stay a friend.
+        self._roster_loaded = False
+        for bare in list(self.client_roster):
+            del self.client_roster[bare]
+        self.client_roster.version = ""  # ask for the whole roster, not changes since
         await self.get_roster()
+        self._roster_loaded = True
         self.send_presence()
         self.online.set()
 
@@ -127,6 +147,9 @@ class ThingClient(SecureClient):
         answer = await self._commands.handle(msg["body"])
         msg.reply(answer).send()
 
+    def _back_off_fully(self, _event: object) -> None:
+        self._reconnect_delay = self.reconnect_max_s
+
     def _schedule_reconnect(self, _reason: object) -> None:
         self.online.clear()
         if self._stopping or (self._reconnect_task and not self._reconnect_task.done()):
@@ -135,7 +158,7 @@ class ThingClient(SecureClient):
 
     async def _reconnect(self) -> None:
         delay = self._reconnect_delay
-        self._reconnect_delay = min(delay * 2, self._reconnect_max_s)
+        self._reconnect_delay = min(delay * 2, self.reconnect_max_s)
         _LOGGER.warning("xmpp %s: disconnected; reconnecting in %.0f s", self.boundjid.bare, delay)
         await asyncio.sleep(delay)
         if not self._stopping:

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ncap.cli import EX_CONFIG, main
-from ncap.config import load_config, parse_config
+from ncap.config import load_config, parse_config, read_secret, write_secret
 from ncap.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -133,3 +133,18 @@ def test_bad_config_exits_78_from_the_installed_command(tmp_path: Path) -> None:
     assert (
         result.stderr.strip() == "ncap: bad configuration: xmpp.jid: Input should be a valid string"
     )
+
+
+def test_write_secret_tightens_an_existing_file(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    path.write_text("old\n")
+    path.chmod(0o644)
+    write_secret(path, "new")
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert read_secret(path) == "new"
+
+
+def test_read_secret_skips_leading_blank_lines(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    write_secret(path, "\n\n  pw  ")
+    assert read_secret(path) == "pw"

@@ -242,3 +242,20 @@ async def test_thing_reconnects_when_the_server_comes_back(rig: Rig, gateway: Ga
     await asyncio.wait_for(client.online.wait(), TIMEOUT)
     readout = await _read(rig, rig.owner, gateway, "env-sensor", "temperature")
     assert [field.name for node in readout.fields for field in node.fields] == ["temperature"]
+
+
+async def test_a_friend_removed_is_denied_from_then_on(rig: Rig, gateway: Gateway) -> None:
+    client = gateway.client
+    friend = await asyncio.to_thread(rig.prosody.register, "fleeting")
+    pushed = asyncio.ensure_future(client.wait_until("roster_update", TIMEOUT))
+    await asyncio.to_thread(rig.prosody.make_friends, rig.thing, friend)
+    await pushed
+    assert client.is_friend(friend.jid)
+    assert (await _read(rig, friend, gateway)).fields
+
+    pushed = asyncio.ensure_future(client.wait_until("roster_update", TIMEOUT))
+    await asyncio.to_thread(rig.prosody.end_friendship, rig.thing, friend)
+    await pushed
+    assert not client.is_friend(friend.jid)
+    with pytest.raises(ReadoutFailed, match="forbidden"):
+        await _read(rig, friend, gateway)

@@ -317,6 +317,37 @@ def test_fuzz_raises_only_teds_errors(data: bytes) -> None:
             parse(data)
 
 
+def _framed(body: bytes) -> bytes:
+    """A TEDS image with a correct length and checksum around an arbitrary data block."""
+    head = (len(body) + 2).to_bytes(4, "big") + body
+    return head + t.checksum(head).to_bytes(2, "big")
+
+
+@given(
+    st.one_of(
+        st.binary(max_size=120),
+        st.binary(max_size=60).map(lambda rest: bytes((3, 5)) + rest),
+        st.binary(max_size=60).map(lambda rest: bytes((3, 4)) + rest),
+    )
+)
+def test_fuzz_past_the_checksum_raises_only_teds_errors(body: bytes) -> None:
+    """Garbage that passes the checksum reaches the tuple parser and must still fail cleanly."""
+    data = _framed(body)
+    for parse in (
+        TedsBlock.from_bytes,
+        MetaTeds.from_bytes,
+        ChannelTeds.from_bytes,
+        UserNameTeds.from_bytes,
+    ):
+        with contextlib.suppress(TedsError):  # anything else propagates
+            parse(data)
+
+
+def test_six_octet_identifier_with_tuple_length_past_the_end() -> None:
+    with pytest.raises(TedsError):
+        TedsBlock.from_bytes(_framed(bytes((3, 5, 0, 0, 0, 0))))
+
+
 def test_serial_phy_teds() -> None:
     block = TedsBlock.from_bytes(t.serial_phy_teds(115200).to_bytes())
     assert block.teds_id == TedsId(2, 13, 1, 1)

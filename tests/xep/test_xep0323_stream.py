@@ -218,6 +218,16 @@ class TestSensorDataStream(SlixTest):
         self.expect_error("modify", "bad-request", "seqnr: 'abc' is not an integer")
         self.send(None)
 
+    def test_future_when_is_refused_not_silently_read_now(self) -> None:
+        source = FakeSource([TEMPERATURE])
+        self.plugin.source = source
+        self.plugin.authorize = allow
+        self.req(attrs="when='2999-03-09T23:30:00Z'")
+        self.expect_error(
+            "cancel", "feature-not-implemented", "Scheduled read-outs are not supported."
+        )
+        assert source.requests == []
+
     def test_no_source_is_service_unavailable(self) -> None:
         self.plugin.authorize = allow
         self.req()

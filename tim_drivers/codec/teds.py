@@ -184,7 +184,7 @@ class TedsBlock:
             raise TedsError(f"TEDS checksum {found:#06x} != computed {expected:#06x}")
         body = data[4:-2]
         declared = 1
-        if len(body) >= 6 and body[0] == TEDS_ID_TYPE and body[1] in (4, 5):
+        if len(body) > 1 + 5 and body[0] == TEDS_ID_TYPE and body[1] in (4, 5):
             declared = body[1 + body[1]]  # last octet of the identifier: tuple length
         # Some published TEDS declare a tuple length they do not use: fall back to 1.
         for size in dict.fromkeys((declared, 1)):

@@ -138,6 +138,9 @@ class SerialTim:
         self._link = TimLink(settings, on_tim_initiated=self._on_tim_initiated)
         self._timeout = DEFAULT_TIMEOUT
         self._info: TimInfo | None = None
+        # Trigger, settle and read belong together: concurrent readers of one TIM must
+        # not interleave them, or one reader gets the sample another one triggered.
+        self._sampling = asyncio.Lock()
 
     @property
     def info(self) -> TimInfo | None:
@@ -191,11 +194,13 @@ class SerialTim:
         """Trigger ``channel``, read its data set and return the first sample."""
         info = self._channel(channel)
         teds = info.teds
-        await self._request(p1451.trigger(channel))
-        settle = max(_finite(teds.update_time) or 0.0, _finite(teds.read_delay) or 0.0)
-        if settle > 0:
-            await asyncio.sleep(min(settle, MAX_SETTLE))
-        reply = await self._request(p1451.read_data_set(channel, 0))
+        async with self._sampling:
+            await self._request(p1451.trigger(channel))
+            settle = max(_finite(teds.update_time) or 0.0, _finite(teds.read_delay) or 0.0)
+            if settle > 0:
+                # The TIM's own data sheet says how long a sample takes: wait that long.
+                await asyncio.sleep(min(settle, MAX_SETTLE))
+            reply = await self._request(p1451.read_data_set(channel, 0))
         timestamp = datetime.now(UTC)
         segment = p1451.Segment.from_bytes(reply.data if reply else b"")
         values = decode_samples(segment.data, teds.sample or FLOAT32_SAMPLE)

@@ -17,7 +17,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from xml.etree.ElementTree import Element
 
@@ -57,6 +57,8 @@ Authorizer = Callable[[JID, ReadoutRequest], Awaitable[bool]]
 
 #: Text of the ``<failure>`` sent when the data source raises (details go to the log only).
 SOURCE_FAILURE_TEXT = "Read-out failed: internal error."
+# A `when` this close to now is read at once; later ones would need a queued read-out.
+WHEN_TOLERANCE = timedelta(seconds=5)
 
 
 async def deny_all(requester: JID, request: ReadoutRequest) -> bool:
@@ -218,6 +220,12 @@ class XEP_0323(BasePlugin):
         source = self.source
         if source is None:
             self._send_error(iq, "cancel", "service-unavailable", "No sensor data source.")
+            return
+        if request.when is not None and request.when > datetime.now(UTC) + WHEN_TOLERANCE:
+            # Accepting would promise a queued read-out (§2.1) that this plugin does not do.
+            self._send_error(
+                iq, "cancel", "feature-not-implemented", "Scheduled read-outs are not supported."
+            )
             return
         for node in request.nodes:
             try:

@@ -1,0 +1,95 @@
+"""TimNode over a real pty and the TIM simulator process: discovery, recovery after a TIM reset."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from ncap.demo import find_profile, start_simulator, stop_process
+from ncap.rig.pty import PtyPair
+from ncap.sensors import NodeUnavailable, TimNode
+from tim_drivers.drivers.p1451_serial import SerialTim
+from tim_drivers.transport.serial_link import SerialSettings
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT = 20.0
+PROFILE = find_profile("env-sensor.toml")
+
+
+@pytest.fixture
+async def pty() -> AsyncIterator[PtyPair]:
+    pair = PtyPair()
+    await asyncio.to_thread(pair.start)
+    try:
+        yield pair
+    finally:
+        await asyncio.to_thread(pair.stop)
+
+
+@contextlib.asynccontextmanager
+async def running(node: TimNode) -> AsyncIterator[TimNode]:
+    task = asyncio.create_task(node.run())
+    try:
+        yield node
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await node.close()
+
+
+async def test_node_reads_all_sensor_channels(pty: PtyPair) -> None:
+    simulator = await start_simulator(pty.a_path, PROFILE)
+    try:
+        async with running(TimNode("env", SerialTim(SerialSettings(port=str(pty.b_path))))) as node:
+            info = await node.wait_ready(TIMEOUT)
+            assert [c.name for c in info.channels] == ["temperature", "humidity", "pressure"]
+            readings = await node.read()
+            assert [(r.field, r.unit) for r in readings] == [
+                ("temperature", "°C"),
+                ("humidity", "%"),
+                ("pressure", "Pa"),
+            ]
+            assert [r.field for r in await node.read(["humidity"])] == ["humidity"]
+    finally:
+        await stop_process(simulator)
+
+
+async def test_node_waits_for_a_tim_that_is_not_there_yet(pty: PtyPair) -> None:
+    node = TimNode("env", SerialTim(SerialSettings(port=str(pty.b_path))), first_retry_s=0.05)
+    async with running(node):
+        with pytest.raises(NodeUnavailable, match="not available"):
+            await node.read()
+        simulator = await start_simulator(pty.a_path, PROFILE)
+        try:
+            await node.wait_ready(TIMEOUT)
+            assert len(await node.read()) == 3
+        finally:
+            await stop_process(simulator)
+
+
+async def test_node_rediscovers_a_tim_that_reset_behind_an_open_port(pty: PtyPair) -> None:
+    simulator = await start_simulator(pty.a_path, PROFILE)
+    node = TimNode("env", SerialTim(SerialSettings(port=str(pty.b_path))), first_retry_s=0.05)
+    try:
+        async with running(node):
+            await node.wait_ready(TIMEOUT)
+            # The TIM restarts: its channels are back in Idle, the NCAP's port never closed.
+            await stop_process(simulator)
+            simulator = await start_simulator(pty.a_path, PROFILE)
+            with pytest.raises(NodeUnavailable):
+                await node.read()
+            assert node.info is None
+            await node.wait_ready(TIMEOUT)
+            assert len(await node.read()) == 3
+    finally:
+        await stop_process(simulator)
+
+
+def test_profile_is_in_the_source_tree() -> None:
+    assert PROFILE.is_relative_to(Path(__file__).resolve().parents[2])
