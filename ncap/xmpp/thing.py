@@ -137,15 +137,19 @@ class ThingClient(SecureClient):
         sender = msg["from"]
         if not self.is_friend(sender):
             _LOGGER.info("chat from %s refused: not a friend", sender)
-            error = msg.reply(clear=True)
+            error = msg.reply(clear=True)  # type: ignore[no-untyped-call]
             error["type"] = "error"
             error["error"]["type"] = "cancel"
             error["error"]["condition"] = "forbidden"
             error["error"]["text"] = "Only friends of this thing may send it commands."
             error.send()
             return
-        answer = await self._commands.handle(msg["body"])
-        msg.reply(answer).send()
+        try:
+            answer = await self._commands.handle(msg["body"])
+        except Exception:
+            _LOGGER.exception("chat command from %s failed", sender)
+            answer = "Sorry, that command failed inside the gateway; its log says why."
+        msg.reply(answer).send()  # type: ignore[no-untyped-call]
 
     def _back_off_fully(self, _event: object) -> None:
         self._reconnect_delay = self.reconnect_max_s
