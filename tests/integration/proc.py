@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import selectors
 import subprocess
+import time
+from typing import TextIO
 
 
 def readline_within(process: subprocess.Popen[str], timeout: float) -> str:
@@ -37,3 +39,17 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def line_with(stream: TextIO, needle: str, timeout: float) -> str:
+    """The first line of *stream* containing *needle*, read within *timeout* seconds."""
+    end = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        while (left := end - time.monotonic()) > 0 and selector.select(left):
+            line = stream.readline()
+            if not line:
+                break
+            if needle in line:
+                return line
+    raise AssertionError(f"no line with {needle!r} within {timeout} s")
