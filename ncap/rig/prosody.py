@@ -328,6 +328,8 @@ certificates = {q["certs"]}
 log = {{ {{ levels = {{ min = {level} }}, to = "file", filename = {q["log"]} }} }}
 
 interfaces = {{ "127.0.0.1" }}
+-- Deliver small stanzas at once rather than waiting for the peer's delayed ACK.
+network_settings = {{ nagle = false }}
 local_interfaces = {{ "127.0.0.1" }}
 c2s_ports = {{ {self.c2s_port} }}
 c2s_direct_tls_ports = {{ }}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from pathlib import Path
 from typing import Any, cast
@@ -65,6 +66,7 @@ class SecureClient(slixmpp.ClientXMPP):
         ping = {"keepalive": keepalive_s is not None, "interval": keepalive_s or 300, "timeout": 10}
         self.register_plugin("xep_0199", ping)
         self.register_plugin(SENSORDATA_PLUGIN, module=xep.xep_0323)
+        self.add_event_handler("connected", self._disable_nagle)
         self.add_event_handler("session_start", self._check_encrypted)
         self.add_event_handler("ssl_invalid_chain", self._on_bad_certificate)
         self.add_event_handler("failed_auth", self._on_credentials_rejected)
@@ -118,6 +120,13 @@ class SecureClient(slixmpp.ClientXMPP):
             started.set_result(None)
         else:
             started.set_exception(XmppConnectError(f"{self.boundjid.bare}: {failure}"))
+
+    def _disable_nagle(self, _event: object) -> None:
+        # An IQ result followed at once by a <fields> message is two small writes; with
+        # Nagle's algorithm the second waits for the peer's delayed ACK (~40 ms).
+        sock = self.transport.get_extra_info("socket") if self.transport else None
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _check_encrypted(self, _event: object) -> None:
         ssl_object = self.transport.get_extra_info("ssl_object") if self.transport else None
