@@ -1,7 +1,7 @@
 """XEP-0323 readout latency and throughput through a private Prosody on loopback.
 
 The thing runs in its own process (so its CPU time can be measured alone) and serves a
-synthetic concentrator of NODES nodes × FIELDS fields. One or more requesters, each its own
+synthetic concentrator of NODES nodes by FIELDS fields. One or more requesters, each its own
 XMPP client, do momentary readouts back to back for a fixed number of rounds.
 
     .venv/bin/python bench/readout_latency.py [--rounds 300] [--nodes 100] [--fields 5]
@@ -137,7 +137,7 @@ async def scenario(
 
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="ncap-bench-") as tmp:
-        os.chmod(tmp, 0o755)
+        os.chmod(tmp, 0o755)  # noqa: S103 - the private Prosody runs as its own user
         prosody = PrivateProsody(Path(tmp) / "prosody", log_level="warn")
         thing = prosody.register("thing")
         readers = [prosody.register(f"reader{n}") for n in range(10)]

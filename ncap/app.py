@@ -7,6 +7,7 @@ import contextlib
 import logging
 
 from ncap.config import Config, read_secret
+from ncap.errors import NcapError
 from ncap.sensors import SensorTree, TimNode
 from ncap.xmpp.thing import ThingClient
 from tim_drivers.drivers.p1451_serial import SerialTim
@@ -40,6 +41,7 @@ class Gateway:
             f"{xmpp.jid}/{xmpp.resource}",
             read_secret(xmpp.password_file),
             self.tree,
+            gateway_id=config.gateway.name,
             ca_file=xmpp.ca_file,
             server=xmpp.server,
             port=xmpp.port,
@@ -49,10 +51,29 @@ class Gateway:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(node.run(), name=f"tim-{node.node_id}") for node in self.tree.nodes()
-        ]
+        intervals = {tim.name: tim.poll_interval_s for tim in self.config.tim}
+        for node in self.tree.nodes():
+            self._tasks.append(loop.create_task(node.run(), name=f"tim-{node.node_id}"))
+            self._tasks.append(
+                loop.create_task(
+                    self._poll(node, intervals[node.node_id]), name=f"poll-{node.node_id}"
+                )
+            )
         self.client.open()
+
+    async def _poll(self, node: TimNode, interval: float) -> None:
+        """Read the TIM every *interval* seconds and hand the readings to event subscribers."""
+        source = self.client.sensor_source
+        while True:
+            await node.wait_ready(None)
+            try:
+                readings = await node.read()
+            except NcapError as err:
+                _LOGGER.debug("poll of %s failed: %s", node.node_id, err)
+            else:
+                for fields in source.fields_of(node, readings):
+                    self.client.events.report(fields)
+            await asyncio.sleep(interval)
 
     async def wait_ready(self, timeout: float) -> None:
         """Wait until the XMPP session is up and every TIM has been discovered."""

@@ -51,6 +51,8 @@ class TimSection(_Section):
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     rs485: bool = False
+    poll_interval_s: Annotated[float, Field(gt=0, le=86400)] = 10.0
+    """How often the TIM's sensors are read for event subscribers."""
 
 
 class Config(_Section):

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 from ncap.errors import NcapError
-from tim_drivers.drivers.p1451_serial import ChannelKind, Sample, TimInfo
+from tim_drivers.drivers.p1451_serial import ChannelInfo, ChannelKind, Sample, TimInfo
 from tim_drivers.errors import CommandFailed, TimError, TimUnavailable
 
 _LOGGER = logging.getLogger(__name__)
@@ -34,11 +34,16 @@ class UnknownNode(NcapError):
     """No node by that id."""
 
 
+class NotWritable(NcapError):
+    """A write to something that is not a writable actuator, or out of its range."""
+
+
 class TimDriver(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def discover(self) -> TimInfo: ...
     async def read(self, channel: int) -> Sample: ...
+    async def write(self, channel: int, value: float) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +54,7 @@ class Reading:
     unit: str
     decimals: int
     timestamp: datetime
+    writable: bool = False
 
     @property
     def text(self) -> str:
@@ -76,12 +82,25 @@ class TimNode:
         self._lost = asyncio.Event()
         self._ready = asyncio.Event()
         self._failures = 0
+        self._written: dict[str, Reading] = {}
+        self._known: TimInfo | None = None
+        self._first_attempt = asyncio.Event()
 
     @property
     def info(self) -> TimInfo | None:
+        """What discovery found, while the TIM is ready; None otherwise."""
         return self._info
 
-    async def wait_ready(self, timeout: float) -> TimInfo:
+    @property
+    def known_info(self) -> TimInfo | None:
+        """What the last successful discovery found, kept while the TIM is away."""
+        return self._known
+
+    async def wait_settled(self) -> None:
+        """Wait until the first discovery attempt has succeeded or failed."""
+        await self._first_attempt.wait()
+
+    async def wait_ready(self, timeout: float | None) -> TimInfo:
         await asyncio.wait_for(self._ready.wait(), timeout)
         assert self._info is not None
         return self._info
@@ -104,14 +123,16 @@ class TimNode:
                         "tim=%s discovery failed; retrying in %.1f s", self.node_id, delay
                     )
                 await self._close_quietly()
+                self._first_attempt.set()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_retry_s)
                 continue
             delay = self._first_retry_s
             self._failures = 0
-            self._info = info
+            self._info = self._known = info
             self._lost.clear()
             self._ready.set()
+            self._first_attempt.set()
             _LOGGER.info(
                 "tim=%s online: %s, channels %s",
                 self.node_id,
@@ -123,30 +144,26 @@ class TimNode:
             await self._close_quietly()
 
     async def read(self, field_names: Iterable[str] = ()) -> list[Reading]:
-        """Read the named sensor channels (all when none are named)."""
-        info = self._info
-        if info is None:
-            raise NodeUnavailable(f"TIM {self.node_id} is not available")
+        """Read the named channels (all when none are named).
+
+        Sensors are sampled now; an actuator is reported with the last value this NCAP
+        wrote to it, and left out while that is unknown.
+        """
+        info = self._ready_info()
         wanted = set(field_names)
         readings = []
         for channel in info.channels:
-            if channel.kind is not ChannelKind.SENSOR:
-                continue
             if wanted and channel.name not in wanted:
                 continue
-            try:
+            if channel.kind is ChannelKind.ACTUATOR:
+                written = self._written.get(channel.name)
+                if written is not None:
+                    readings.append(written)
+                continue
+            if channel.kind is not ChannelKind.SENSOR:
+                continue
+            with self._translated(channel.name):
                 sample = await self._driver.read(channel.number)
-            except TimUnavailable as err:
-                self._mark_lost()
-                raise NodeUnavailable(f"TIM {self.node_id} went away: {err}") from err
-            except TimError as err:
-                self._failures += 1
-                if isinstance(err, CommandFailed) or self._failures >= REDISCOVER_AFTER_FAILURES:
-                    # A TIM that rebooted behind an open port refuses commands for channels
-                    # it no longer has in Operating: discover it again.
-                    self._mark_lost()
-                raise NodeUnavailable(f"TIM {self.node_id} channel {channel.name}: {err}") from err
-            self._failures = 0
             readings.append(
                 Reading(
                     node=self.node_id,
@@ -159,12 +176,67 @@ class TimNode:
             )
         return readings
 
+    async def write(self, channel_name: str, value: float) -> None:
+        """Set an actuator channel (value in its display unit)."""
+        channel = self.channel(channel_name)
+        if channel.kind is not ChannelKind.ACTUATOR:
+            raise NotWritable(f"{self.node_id} channel {channel_name} is not an actuator")
+        if not channel.low_limit <= value <= channel.high_limit:
+            raise NotWritable(
+                f"{self.node_id} channel {channel_name}: {value:g} is outside "
+                f"{channel.low_limit:g}..{channel.high_limit:g}"
+            )
+        with self._translated(channel_name):
+            await self._driver.write(channel.number, value)
+        self._written[channel_name] = Reading(
+            node=self.node_id,
+            field=channel_name,
+            value=value,
+            unit=channel.unit,
+            decimals=channel.decimals,
+            timestamp=datetime.now(UTC),
+            writable=True,
+        )
+
+    def channel(self, name: str) -> ChannelInfo:
+        for channel in self._ready_info().channels:
+            if channel.name == name:
+                return channel
+        raise UnknownNode(f"TIM {self.node_id} has no channel {name!r}")
+
+    def last_written(self, channel_name: str) -> Reading | None:
+        return self._written.get(channel_name)
+
+    def _ready_info(self) -> TimInfo:
+        info = self._info
+        if info is None:
+            raise NodeUnavailable(f"TIM {self.node_id} is not available")
+        return info
+
+    @contextlib.contextmanager
+    def _translated(self, channel_name: str) -> Iterator[None]:
+        """Turn driver errors into NodeUnavailable, and notice a TIM that needs discovering."""
+        try:
+            yield
+        except TimUnavailable as err:
+            self._mark_lost()
+            raise NodeUnavailable(f"TIM {self.node_id} went away: {err}") from err
+        except TimError as err:
+            self._failures += 1
+            if isinstance(err, CommandFailed) or self._failures >= REDISCOVER_AFTER_FAILURES:
+                # A TIM that rebooted behind an open port refuses commands for channels
+                # it no longer has in Operating: discover it again.
+                self._mark_lost()
+            raise NodeUnavailable(f"TIM {self.node_id} channel {channel_name}: {err}") from err
+        self._failures = 0
+
     async def close(self) -> None:
         await self._close_quietly()
 
     def _mark_lost(self) -> None:
         """Stop serving this TIM until the background task has discovered it again."""
         self._info = None
+        self._written.clear()  # a TIM that went away may come back with other outputs
         self._ready.clear()
         self._lost.set()
 
@@ -194,3 +266,10 @@ class SensorTree:
 
     def nodes(self) -> list[TimNode]:
         return list(self._nodes.values())
+
+    async def settle(self, timeout: float) -> None:
+        """Wait (at most *timeout* s) until every TIM's first discovery attempt has ended."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                for node in self._nodes.values():
+                    await node.wait_settled()

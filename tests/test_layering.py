@@ -51,6 +51,7 @@ PURE_CODECS = {
     "tim_drivers.codec.teds",
     "xep.xep_0323.model",
     "xep.xep_0323.convert",
+    "xep.dialect",
 }
 # What a pure codec may import from the project besides other pure codecs.
 PURE_SUPPORT = {"tim_drivers.errors", "xep.errors", "tim_drivers.codec", "xep.xep_0323"}

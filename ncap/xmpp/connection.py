@@ -20,13 +20,22 @@ from typing import Any, cast
 
 import slixmpp
 
+import xep.iot_events
 import xep.xep_0323
+import xep.xep_0325
+import xep.xep_0326
 from ncap.errors import XmppConnectError
+from xep.iot_events.events import IoTEvents
 from xep.xep_0323.sensordata import XEP_0323
+from xep.xep_0325.control import XEP_0325
+from xep.xep_0326.concentrator import XEP_0326
 
 _LOGGER = logging.getLogger(__name__)
 
 SENSORDATA_PLUGIN = "xep_0323_ncap"
+CONTROL_PLUGIN = "xep_0325_ncap"
+CONCENTRATOR_PLUGIN = "xep_0326_ncap"
+EVENTS_PLUGIN = "iot_events_ncap"
 
 
 def make_tls_context(ca_file: Path | None) -> ssl.SSLContext:
@@ -66,6 +75,9 @@ class SecureClient(slixmpp.ClientXMPP):
         ping = {"keepalive": keepalive_s is not None, "interval": keepalive_s or 300, "timeout": 10}
         self.register_plugin("xep_0199", ping)
         self.register_plugin(SENSORDATA_PLUGIN, module=xep.xep_0323)
+        self.register_plugin(CONTROL_PLUGIN, module=xep.xep_0325)
+        self.register_plugin(CONCENTRATOR_PLUGIN, module=xep.xep_0326)
+        self.register_plugin(EVENTS_PLUGIN, module=xep.iot_events)
         self.add_event_handler("connected", self._disable_nagle)
         self.add_event_handler("session_start", self._check_encrypted)
         self.add_event_handler("ssl_invalid_chain", self._on_bad_certificate)
@@ -74,10 +86,22 @@ class SecureClient(slixmpp.ClientXMPP):
         self.add_event_handler("connection_failed", self._on_connection_failed)
         self.add_event_handler("disconnected", self._on_disconnected)
 
+    # Our plugins are not in slixmpp's TypedDict of built-in plugin names, hence the casts.
     @property
     def sensordata(self) -> XEP_0323:
-        # Our plugin is not in slixmpp's TypedDict of built-in plugin names.
         return cast(XEP_0323, self.plugin[SENSORDATA_PLUGIN])  # type: ignore[literal-required]
+
+    @property
+    def control(self) -> XEP_0325:
+        return cast(XEP_0325, self.plugin[CONTROL_PLUGIN])  # type: ignore[literal-required]
+
+    @property
+    def concentrator(self) -> XEP_0326:
+        return cast(XEP_0326, self.plugin[CONCENTRATOR_PLUGIN])  # type: ignore[literal-required]
+
+    @property
+    def events(self) -> IoTEvents:
+        return cast(IoTEvents, self.plugin[EVENTS_PLUGIN])  # type: ignore[literal-required]
 
     def open(self) -> asyncio.Future[Any]:
         """Start connecting (and keep retrying) to the configured server."""

@@ -1,4 +1,6 @@
-"""The thing's own XMPP client: presence, XEP-0323 readouts and chat commands.
+"""The thing's own XMPP client: presence, chat commands, and the XMPP IoT services —
+XEP-0323 readouts, XEP-0325 control, XEP-0326 browsing and event subscriptions — over
+the node tree of `ncap.xmpp.services`.
 
 Only roster friends (presence subscription ``both`` or ``from``) are served.
 Subscription requests are declined automatically until provisioning decides
@@ -9,53 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 from slixmpp import JID, Message
 
 from ncap.chat import ChatCommands
-from ncap.errors import NcapError
 from ncap.sensors import SensorTree
 from ncap.xmpp.connection import SecureClient
-from xep.xep_0323.model import Field, FieldType, NodeFailure, NodeFields, NodeRef, ReadoutRequest
+from ncap.xmpp.services import ConcentratorSource, ControlTarget, SensorSource, Topology
+from xep.xep_0323.model import ReadoutRequest
+from xep.xep_0325.model import ControlDecision, ControlRequest
 
 _LOGGER = logging.getLogger(__name__)
 
 FRIEND_SUBSCRIPTIONS = frozenset({"both", "from"})
 KEEPALIVE_S = 60.0
-
-
-class TreeSource:
-    """Serves the sensor tree to the XEP-0323 plugin."""
-
-    def __init__(self, tree: SensorTree) -> None:
-        self._tree = tree
-
-    def has_node(self, node: NodeRef) -> bool:
-        return node.node_id in self._tree
-
-    async def readout(self, request: ReadoutRequest) -> AsyncIterator[NodeFields | NodeFailure]:
-        if request.types and not request.types & FieldType.MOMENTARY:
-            return
-        node_ids = [node.node_id for node in request.nodes] or self._tree.node_ids
-        for node_id in node_ids:
-            try:
-                readings = await self._tree.node(node_id).read(request.field_names)
-            except NcapError as err:
-                yield NodeFailure(NodeRef(node_id), datetime.now(UTC), str(err))
-                continue
-            if not readings:
-                continue
-            yield NodeFields(
-                NodeRef(node_id),
-                max(reading.timestamp for reading in readings),
-                tuple(
-                    Field.numeric(reading.field, reading.value, reading.unit, reading.decimals)
-                    for reading in readings
-                ),
-            )
+SETTLE_S = 5.0
 
 
 class ThingClient(SecureClient):
@@ -65,6 +37,7 @@ class ThingClient(SecureClient):
         password: str,
         tree: SensorTree,
         *,
+        gateway_id: str,
         ca_file: Path | None,
         server: str | None,
         port: int,
@@ -81,14 +54,24 @@ class ThingClient(SecureClient):
         )
         self.auto_authorize = False
         self.auto_subscribe = False
+        self._tree = tree
         self._commands = ChatCommands(tree)
         self._reconnect_delay = 1.0
         self._reconnect_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._roster_loaded = False
         self.online = asyncio.Event()
-        self.sensordata.source = TreeSource(tree)
+        self.topology = Topology(gateway_id, tree)
+        self.sensor_source = SensorSource(self.topology)
+        self.sensordata.source = self.sensor_source
         self.sensordata.authorize = self._may_read
+        self.events.source = self.sensor_source
+        self.events.authorize = self._may_read
+        self.concentrator.source = ConcentratorSource(self.topology, datetime.now(UTC))
+        self.concentrator.authorize = self._may_browse
+        self.control.target = ControlTarget(self.topology)
+        self.control.authorize = self._may_control
+        self.add_event_handler("roster_update", self._forget_former_friends)
         self.add_event_handler("session_secured", self._on_session_secured)
         self.add_event_handler("message", self._on_message)
         self.add_event_handler("disconnected", self._schedule_reconnect)
@@ -113,10 +96,26 @@ class ThingClient(SecureClient):
         self.online.clear()
 
     async def _may_read(self, requester: JID, _request: ReadoutRequest) -> bool:
+        return self._friend_or_refused(requester, "readout")
+
+    async def _may_browse(self, requester: JID) -> bool:
+        return self._friend_or_refused(requester, "browsing")
+
+    async def _may_control(self, requester: JID, _request: ControlRequest) -> ControlDecision:
+        return ControlDecision(self._friend_or_refused(requester, "control"))
+
+    def _friend_or_refused(self, requester: JID, what: str) -> bool:
         allowed = self.is_friend(requester)
         if not allowed:
-            _LOGGER.info("readout from %s refused: not a friend", requester)
+            _LOGGER.info("%s by %s refused: not a friend", what, requester)
         return allowed
+
+    def _forget_former_friends(self, _event: object) -> None:
+        """Event subscriptions end with the friendship."""
+        subscribers = {JID(full).bare for full, _seqnr in self.events.subscriptions}
+        for bare in subscribers:
+            if not self.is_friend(bare):
+                self.events.drop(bare)
 
     async def _on_session_secured(self, _event: object) -> None:
         self._reconnect_delay = 1.0
@@ -128,6 +127,10 @@ class ThingClient(SecureClient):
         self.client_roster.version = ""  # ask for the whole roster, not changes since
         await self.get_roster()
         self._roster_loaded = True
+        # Come online once the TIMs have had their first chance to be discovered, so that
+        # the first readout after our presence finds them (a missing TIM delays us at most
+        # SETTLE_S).
+        await self._tree.settle(SETTLE_S)
         self.send_presence()
         self.online.set()
 

@@ -16,6 +16,7 @@ from slixmpp import JID
 from slixmpp.test import SlixTest
 
 import xep.xep_0323
+from xep.dialect import XSF
 from xep.errors import ReadoutError, ReadoutTimeout, StanzaError
 from xep.xep_0323 import (
     Field,
@@ -143,7 +144,7 @@ class TestSensorDataStream(SlixTest):
         source = FakeSource([TEMPERATURE, second])
         self.plugin.source = source
         self.plugin.authorize = allow
-        self.req(inner="<node nodeId='Device01'/>")
+        self.req(inner="<node nodeId='Device01'/>", attrs="identity='true'")
         self.send(
             f"<iq type='result' to='{PEER}' id='S0001'><accepted xmlns='{NS}' seqnr='1'/></iq>"
         )
@@ -159,7 +160,9 @@ class TestSensorDataStream(SlixTest):
         )
         self.send(None)
         assert source.requests == [
-            ReadoutRequest(1, FieldType.MOMENTARY, nodes=(NodeRef("Device01"),))
+            ReadoutRequest(
+                1, FieldType.MOMENTARY | FieldType.IDENTITY, nodes=(NodeRef("Device01"),)
+            )
         ]
         assert self.plugin.active_sessions == frozenset()
 
@@ -317,6 +320,7 @@ class TestSensorDataStream(SlixTest):
 
     def start_readout(self, **kwargs: object) -> asyncio.Task[Readout]:
         self.plugin._seqnr = 0  # next seqnr is 1
+        kwargs.setdefault("dialect", XSF)  # no disco#info round trip (see the dialect tests)
         loop = asyncio.get_event_loop()
         task = loop.create_task(self.plugin.request_readout("device@example.org", **kwargs))
         self.wait_()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import math
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -368,6 +368,16 @@ class NodeFailure:
 _TOKEN = re.compile(r"\S+")
 
 
+def _check_seqnr(seqnr: int, request_id: str | None) -> None:
+    if not INT32_MIN <= seqnr <= INT32_MAX:
+        raise ValueError(f"seqnr {seqnr} does not fit xs:int")
+    if request_id is not None:
+        if not request_id or not is_xml_text(request_id):
+            raise ValueError(f"invalid request id {request_id!r}")
+        if seqnr != 0:
+            raise ValueError("a non-integer request_id goes with seqnr 0")
+
+
 @dataclass(frozen=True, slots=True)
 class ReadoutRequest:
     """A parsed ``<req>``. The filters are hints; devices may return more.
@@ -385,10 +395,12 @@ class ReadoutRequest:
     service_tokens: tuple[str, ...] = ()
     device_tokens: tuple[str, ...] = ()
     user_tokens: tuple[str, ...] = ()
+    #: The wire id when it is not an xs:int (IEEE dialect ``id``, e.g. a GUID); then ``seqnr``
+    #: is 0. None: the wire id is ``str(seqnr)``. See :attr:`wire_id`.
+    request_id: str | None = None
 
     def __post_init__(self) -> None:
-        if not INT32_MIN <= self.seqnr <= INT32_MAX:
-            raise ValueError(f"seqnr {self.seqnr} does not fit xs:int")
+        _check_seqnr(self.seqnr, self.request_id)
         for attr in ("nodes", "field_names", "service_tokens", "device_tokens", "user_tokens"):
             object.__setattr__(self, attr, tuple(getattr(self, attr)))
         for name in self.field_names:
@@ -399,6 +411,11 @@ class ReadoutRequest:
         _check_aware("from_time", self.from_time)
         _check_aware("to_time", self.to_time)
         _check_aware("when", self.when)
+
+    @property
+    def wire_id(self) -> str:
+        """The correlation id as sent on the wire (``seqnr`` or IEEE ``id``)."""
+        return str(self.seqnr) if self.request_id is None else self.request_id
 
     def wants_node(self, node: NodeRef) -> bool:
         """True if ``node`` is addressed (no ``node`` children means every node)."""
@@ -412,6 +429,10 @@ class ReadoutRequest:
         """True if a field with these type flags matches the request's type filter."""
         return not types or bool(types & self.types)
 
+    def wants(self, fld: Field) -> bool:
+        """True if ``fld`` passes both the field name and the field type filter."""
+        return self.wants_field(fld.name) and self.wants_types(fld.types)
+
 
 @dataclass(frozen=True, slots=True)
 class FieldsMessage:
@@ -420,9 +441,21 @@ class FieldsMessage:
     seqnr: int
     items: tuple[NodeFields, ...] = ()
     done: bool = False
+    #: Non-integer wire id (IEEE dialect), see :attr:`ReadoutRequest.request_id`.
+    request_id: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "items", tuple(self.items))
+
+    @property
+    def wire_id(self) -> str:
+        """The correlation id as sent on the wire."""
+        return str(self.seqnr) if self.request_id is None else self.request_id
+
+    @property
+    def field_count(self) -> int:
+        """Number of field values in all items."""
+        return sum(len(item.fields) for item in self.items)
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,9 +465,16 @@ class FailureMessage:
     seqnr: int
     failures: tuple[NodeFailure, ...] = ()
     done: bool = False
+    #: Non-integer wire id (IEEE dialect), see :attr:`ReadoutRequest.request_id`.
+    request_id: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "failures", tuple(self.failures))
+
+    @property
+    def wire_id(self) -> str:
+        """The correlation id as sent on the wire."""
+        return str(self.seqnr) if self.request_id is None else self.request_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,6 +483,13 @@ class Accepted:
 
     seqnr: int
     queued: bool = False
+    #: Non-integer wire id (IEEE dialect), see :attr:`ReadoutRequest.request_id`.
+    request_id: str | None = None
+
+    @property
+    def wire_id(self) -> str:
+        """The correlation id as sent on the wire."""
+        return str(self.seqnr) if self.request_id is None else self.request_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,6 +501,33 @@ class Readout:
     failures: tuple[NodeFailure, ...] = ()
     #: Set by the client when the device answered ``queued='true'``.
     queued: bool = field(default=False, compare=False)
+
+    def filtered(
+        self,
+        *,
+        field_names: Iterable[str] = (),
+        types: FieldType = FieldType.ALL,
+        nodes: Iterable[NodeRef] = (),
+    ) -> Readout:
+        """Client-side filter (XEP-0323: the request is only a hint, clients must filter).
+
+        Keeps the fields whose name is in ``field_names`` (empty: any name) and whose type flags
+        intersect ``types`` (fields without type flags are kept), of the nodes addressed by
+        ``nodes`` (empty: any node; :meth:`NodeRef.matches`). Node entries left without fields are
+        dropped; failures are filtered by node only.
+        """
+        request = ReadoutRequest(
+            0, types=types or FieldType.ALL, nodes=tuple(nodes), field_names=tuple(field_names)
+        )
+        kept: list[NodeFields] = []
+        for item in self.fields:
+            if not request.wants_node(item.node):
+                continue
+            fields = tuple(fld for fld in item.fields if request.wants(fld))
+            if fields:
+                kept.append(NodeFields(item.node, item.timestamp, fields))
+        failures = tuple(f for f in self.failures if request.wants_node(f.node))
+        return Readout(self.seqnr, tuple(kept), failures, queued=self.queued)
 
     def find(self, name: str, node_id: str | None = None) -> Field | None:
         """The first field called ``name`` (optionally of node ``node_id``), or None."""

@@ -7,28 +7,48 @@ Each accepted read-out runs as a plugin-owned task keyed by (requester full JID,
 Client side: ``await plugin.request_readout(jid, ...)`` returns a :class:`~.model.Readout` or raises
 :class:`~xep.errors.ReadoutError` / :class:`~xep.errors.ReadoutTimeout` /
 :class:`~xep.errors.StanzaError`.
+
+Dialects (:mod:`xep.dialect`): the device side answers requests in every dialect of the
+``dialects`` config (default XSF ``urn:xmpp:iot:sensordata``, IEEE ``urn:ieee:iot:sd:1.0`` and NF
+``urn:nf:iot:sd:1.0``), always in the dialect the request came in, and advertises each namespace
+as a disco feature. The client side speaks the dialect given to :meth:`XEP_0323.request_readout`,
+or negotiates one through the target's disco#info (first of XSF, IEEE, NF it advertises; XSF if
+none or no answer), cached per full JID until that JID goes unavailable.
+
+Filtering: the request's field names and types are hints (XEP-0323 §2.1). The source gets them;
+the device side additionally drops the fields the source yields that the request does not want
+(config ``filter_results``, default on) -- cheaper on the wire, and a source can never hand out
+more than was asked and authorized. Node lists are *not* filtered here, as reading a node implies
+its descendants. Clients still filter themselves (:meth:`~.model.Readout.filtered`), as peers
+other than ours may send more.
+
+Large read-outs: every :class:`~.model.NodeFields` is cut by :func:`~.convert.split_fields` into
+messages of at most :data:`~.convert.MAX_FIELDS_PER_MESSAGE` fields and about
+:data:`~.convert.MAX_MESSAGE_BYTES` of XML, only the very last one marked done; the client merges
+consecutive parts of one node and timestamp back together.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from xml.etree.ElementTree import Element
 
-from slixmpp import JID, Message
+from slixmpp import JID, Iq, Message
 from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.plugins import BasePlugin
 from slixmpp.xmlstream.handler import Callback, CoroutineCallback
-from slixmpp.xmlstream.matcher import StanzaPath
 from slixmpp.xmlstream.matcher.base import MatcherBase
 from slixmpp.xmlstream.stanzabase import StanzaBase
 
+from xep.dialect import DIALECTS, XSF, Dialect, by_namespace
 from xep.errors import ReadoutError, ReadoutTimeout, StanzaError, XepError
 from xep.xep_0323 import convert
 from xep.xep_0323.model import (
@@ -51,6 +71,7 @@ _LOGGER = logging.getLogger(__name__)
 
 NS = convert.NS
 _PREFIX = "{" + NS + "}"
+_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 
 #: ``async (requester full JID, request) -> allowed``.
 Authorizer = Callable[[JID, ReadoutRequest], Awaitable[bool]]
@@ -59,6 +80,10 @@ Authorizer = Callable[[JID, ReadoutRequest], Awaitable[bool]]
 SOURCE_FAILURE_TEXT = "Read-out failed: internal error."
 # A `when` this close to now is read at once; later ones would need a queued read-out.
 WHEN_TOLERANCE = timedelta(seconds=5)
+
+# (full or bare JID, namespace, wire id)
+_Key = tuple[str, str, str]
+_Payload = FieldsMessage | FailureMessage
 
 
 async def deny_all(requester: JID, request: ReadoutRequest) -> bool:
@@ -72,14 +97,25 @@ def _local(elem: Element) -> str | None:
     return tag[len(_PREFIX) :] if isinstance(tag, str) and tag.startswith(_PREFIX) else None
 
 
-class _HasSensorDataPayload(MatcherBase):
-    """Matches ``<message>`` stanzas with any child in ``urn:xmpp:iot:sensordata``."""
+def _split_tag(tag: object) -> tuple[Dialect, str] | None:
+    """(dialect, local name) of a Clark-notation tag in a known sensor data namespace."""
+    if not isinstance(tag, str) or not tag.startswith("{"):
+        return None
+    namespace, _, local = tag[1:].partition("}")
+    dialect = by_namespace(namespace)
+    return None if dialect is None else (dialect, local)
 
-    def __init__(self) -> None:
-        super().__init__(NS)
+
+class _HasChild(MatcherBase):
+    """Matches ``Iq``/``Message`` stanzas having a child whose tag is in ``tags``."""
+
+    def __init__(self, stanza: type[StanzaBase], tags: Iterable[str]) -> None:
+        self._stanza = stanza
+        self._tags = frozenset(tags)
+        super().__init__(sorted(self._tags))
 
     def match(self, xml: StanzaBase) -> bool:
-        return isinstance(xml, Message) and any(_local(child) for child in xml.xml)
+        return isinstance(xml, self._stanza) and any(child.tag in self._tags for child in xml.xml)
 
 
 @dataclass(slots=True)
@@ -92,6 +128,15 @@ class _Collector:
     failures: list[NodeFailure] = field(default_factory=list)
     queued: bool = False
 
+    def add_fields(self, items: Iterable[NodeFields]) -> None:
+        """Append, merging a part that continues the previous node and timestamp (split)."""
+        for item in items:
+            last = self.fields[-1] if self.fields else None
+            if last is not None and (last.node, last.timestamp) == (item.node, item.timestamp):
+                self.fields[-1] = NodeFields(last.node, last.timestamp, last.fields + item.fields)
+            else:
+                self.fields.append(item)
+
     def finish(self, error: BaseException | None = None) -> None:
         if self.future.done():
             return
@@ -99,6 +144,15 @@ class _Collector:
             self.future.set_result(None)
         else:
             self.future.set_exception(error)
+
+
+@dataclass(slots=True)
+class _Session:
+    """Device-side state of one running read-out."""
+
+    task: asyncio.Task[None]
+    request: ReadoutRequest
+    dialect: Dialect
 
 
 def _consume(future: asyncio.Future) -> None:
@@ -115,11 +169,14 @@ class XEP_0323(BasePlugin):
     dependencies: ClassVar[set[str]] = {"xep_0030"}
     #: ``max_sessions_per_requester``/``max_sessions`` bound concurrent device-side read-outs
     #: (beyond: ``wait/resource-constraint``). ``default_tz``: zone for received timestamps
-    #: without one (None = local zone).
+    #: without one (None = local zone). ``dialects``: the dialects the device side serves and
+    #: advertises. ``filter_results``: drop fields the request did not ask for (device side).
     default_config: ClassVar[dict[str, Any]] = {
         "max_sessions_per_requester": 8,
         "max_sessions": 64,
         "default_tz": None,
+        "dialects": DIALECTS,
+        "filter_results": True,
     }
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -132,76 +189,122 @@ class XEP_0323(BasePlugin):
         self._per_requester_limit = int(self.config["max_sessions_per_requester"])
         self._total_limit = int(self.config["max_sessions"])
         self._tz = self.config["default_tz"]
-        self._sessions: dict[tuple[str, int], asyncio.Task[None]] = {}
-        self._readouts: dict[tuple[str, int], _Collector] = {}
+        self._served: tuple[Dialect, ...] = tuple(self.config["dialects"])
+        self._filter = bool(self.config["filter_results"])
+        self._sessions: dict[_Key, _Session] = {}
+        self._readouts: dict[_Key, _Collector] = {}
+        self._dialect_cache: dict[str, Dialect] = {}
         self._seqnr = random.randrange(1, 1 << 24)
+        self._handlers: list[str] = []
 
         register_stanzas()
-        self.xmpp.register_handler(
-            CoroutineCallback(
-                "XEP-0323 ncap req", StanzaPath("iq/sensordata_req"), self._handle_req
+        for dialect in self._served:
+            names = dialect.sensordata
+            req = f"XEP-0323 ncap req {dialect.name}"
+            cancel = f"XEP-0323 ncap cancel {dialect.name}"
+            self.xmpp.register_handler(
+                CoroutineCallback(req, _HasChild(Iq, [names.tag(names.req)]), self._handle_req)
             )
-        )
+            self.xmpp.register_handler(
+                Callback(cancel, _HasChild(Iq, [names.tag(names.cancel)]), self._handle_cancel)
+            )
+            self._handlers += [req, cancel]
+        message_tags = {
+            d.sensordata.tag(local)
+            for d in DIALECTS
+            for local in (d.sensordata.fields, d.sensordata.failure, "done", "started")
+            if local is not None
+        }
         self.xmpp.register_handler(
             Callback(
-                "XEP-0323 ncap cancel", StanzaPath("iq/sensordata_cancel"), self._handle_cancel
+                "XEP-0323 ncap message", _HasChild(Message, message_tags), self._handle_message
             )
         )
-        self.xmpp.register_handler(
-            Callback("XEP-0323 ncap message", _HasSensorDataPayload(), self._handle_message)
-        )
+        self._handlers.append("XEP-0323 ncap message")
         self.xmpp.add_event_handler("presence_unavailable", self._on_unavailable)
         self.xmpp.add_event_handler("session_end", self._on_session_end)
 
     def session_bind(self, jid: JID | str) -> None:
-        self.xmpp.plugin["xep_0030"].add_feature(NS)
+        # slixmpp calls this *before* plugin_init when the stream is already bound.
+        for dialect in tuple(self.config["dialects"]):
+            self.xmpp.plugin["xep_0030"].add_feature(dialect.sensordata.namespace)
 
     def plugin_end(self) -> None:
         self.cancel_all()
         for collector in list(self._readouts.values()):
             collector.finish(XepError("xep_0323_ncap plugin was unloaded"))
         self._readouts.clear()
-        for handler in ("XEP-0323 ncap req", "XEP-0323 ncap cancel", "XEP-0323 ncap message"):
+        for handler in self._handlers:
             self.xmpp.remove_handler(handler)
         self.xmpp.del_event_handler("presence_unavailable", self._on_unavailable)
         self.xmpp.del_event_handler("session_end", self._on_session_end)
-        self.xmpp.plugin["xep_0030"].del_feature(feature=NS)
+        for dialect in self._served:
+            self.xmpp.plugin["xep_0030"].del_feature(feature=dialect.sensordata.namespace)
 
     # -- device side ------------------------------------------------------------------------
 
     @property
     def active_sessions(self) -> frozenset[tuple[str, int]]:
-        """Running device-side read-outs as (requester full JID, seqnr)."""
+        """Running device-side read-outs as (requester full JID, seqnr) -- the seqnr is 0 for
+        IEEE requests with a non-integer id (see :attr:`active_requests`)."""
+        return frozenset((key[0], session.request.seqnr) for key, session in self._sessions.items())
+
+    @property
+    def active_requests(self) -> frozenset[tuple[str, str, str]]:
+        """Running device-side read-outs as (requester full JID, namespace, wire id)."""
         return frozenset(self._sessions)
 
     def cancel_all(self, requester: JID | str | None = None) -> None:
         """Cancel device-side read-outs (of one full JID, or all). No message is sent."""
         full = None if requester is None else JID(requester).full
-        for key, task in list(self._sessions.items()):
+        for key, session in list(self._sessions.items()):
             if full is None or key[0] == full:
                 del self._sessions[key]
-                task.cancel()
+                session.task.cancel()
 
     def _on_unavailable(self, presence: StanzaBase) -> None:
         self.cancel_all(presence["from"])
+        self._dialect_cache.pop(presence["from"].full, None)
 
     def _on_session_end(self, _event: object) -> None:
         self.cancel_all()
+        self._dialect_cache.clear()
+
+    def _reply(self, iq: StanzaBase, itype: Literal["result", "error"] = "result") -> Iq:
+        """An empty answer to ``iq``. Not ``iq.reply()``: that deep-copies the whole request
+        first, which overflows the recursion limit on a hostile, deeply nested payload."""
+        reply = self.xmpp.make_iq(id=iq["id"], ito=iq["from"], itype=itype)
+        if self.xmpp.is_component:
+            reply["from"] = iq["to"]
+        return reply
 
     def _send_error(self, iq: StanzaBase, etype: str, condition: str, text: str) -> None:
-        reply = iq.reply()
+        reply = self._reply(iq, "error")
         reply["error"]["type"] = etype
         reply["error"]["condition"] = condition
         if text:
             reply["error"]["text"] = text
         reply.send()
 
+    @staticmethod
+    def _payload(stanza: StanzaBase, logical: str) -> tuple[Dialect, Element] | None:
+        """The first child of ``stanza`` that is a ``logical`` element of a known dialect."""
+        for child in stanza.xml:
+            found = _split_tag(child.tag)
+            if found is not None and found[1] == getattr(found[0].sensordata, logical):
+                return found[0], child
+        return None
+
     async def _handle_req(self, iq: StanzaBase) -> None:
         if iq["type"] not in ("get", "set"):
             return
+        found = self._payload(iq, "req")
+        if found is None or found[0] not in self._served:
+            return
+        dialect, elem = found
         requester = iq["from"]
         try:
-            request = convert.request_from_xml(iq["sensordata_req"].xml, default_tz=self._tz)
+            request = convert.request_from_xml(elem, default_tz=self._tz, dialect=dialect)
         except StanzaError as err:
             self._send_error(iq, "modify", "bad-request", str(err))
             return
@@ -210,7 +313,7 @@ class XEP_0323(BasePlugin):
             allowed = await self.authorize(requester, request)
         except Exception:
             _LOGGER.exception(
-                "authorizer failed for seqnr=%s from %s; denying", request.seqnr, requester
+                "authorizer failed for seqnr=%s from %s; denying", request.wire_id, requester
             )
             allowed = False
         if allowed is not True:
@@ -238,73 +341,101 @@ class XEP_0323(BasePlugin):
                 self._send_error(iq, "cancel", "item-not-found", f"Unknown node {node.node_id!r}.")
                 return
 
-        key = (requester.full, request.seqnr)
+        key = (requester.full, dialect.sensordata.namespace, request.wire_id)
         if key in self._sessions:
-            self._send_error(iq, "cancel", "conflict", f"seqnr {request.seqnr} is already in use.")
+            name = dialect.sensordata.id_attr
+            self._send_error(
+                iq, "cancel", "conflict", f"{name} {request.wire_id} is already in use."
+            )
             return
-        mine = sum(1 for full, _ in self._sessions if full == requester.full)
+        mine = sum(1 for full, _, _ in self._sessions if full == requester.full)
         if mine >= self._per_requester_limit or len(self._sessions) >= self._total_limit:
             self._send_error(iq, "wait", "resource-constraint", "Too many concurrent read-outs.")
             return
 
-        reply = iq.reply()
-        reply.append(convert.accepted_to_xml(request.seqnr))
+        reply = self._reply(iq)
+        reply.append(
+            convert.accepted_to_xml(request.seqnr, dialect=dialect, request_id=request.request_id)
+        )
         reply.send()
         local = iq["to"] if self.xmpp.is_component else None
         task = asyncio.get_running_loop().create_task(
-            self._run_session(key, requester, local, request, source),
-            name=f"xep_0323 readout {requester.full} #{request.seqnr}",
+            self._run_session(key, requester, local, request, source, dialect),
+            name=f"xep_0323 readout {requester.full} #{request.wire_id}",
         )
-        self._sessions[key] = task
+        self._sessions[key] = _Session(task, request, dialect)
 
     def _send_payload(self, to: JID, local: JID | None, payload: Element) -> None:
         msg = self.xmpp.make_message(mto=to, mfrom=local)
         msg.append(payload)
         msg.send()
 
-    def _send_item(
-        self, to: JID, local: JID | None, seqnr: int, item: NodeFields | NodeFailure, done: bool
-    ) -> None:
-        if isinstance(item, NodeFields):
-            payload = convert.fields_to_xml(FieldsMessage(seqnr, (item,), done))
-        elif isinstance(item, NodeFailure):
-            payload = convert.failure_to_xml(FailureMessage(seqnr, (item,), done))
-        else:
+    def _parts(
+        self, request: ReadoutRequest, item: NodeFields | NodeFailure, dialect: Dialect
+    ) -> list[_Payload]:
+        """The messages (not done) carrying one item of the source, filtered and split."""
+        seqnr, rid = request.seqnr, request.request_id
+        if isinstance(item, NodeFailure):
+            return [FailureMessage(seqnr, (item,), False, rid)]
+        if not isinstance(item, NodeFields):
             raise TypeError(
                 f"read-out source yielded {type(item).__name__}, expected NodeFields or NodeFailure"
             )
-        self._send_payload(to, local, payload)
+        if self._filter:
+            wanted = tuple(fld for fld in item.fields if request.wants(fld))
+            if item.fields and not wanted:
+                return []
+            item = NodeFields(item.node, item.timestamp, wanted)
+        return list(
+            convert.split_fields(FieldsMessage(seqnr, (item,), False, rid), dialect=dialect)
+        )
+
+    def _send_parts(
+        self, to: JID, local: JID | None, parts: Iterable[_Payload], dialect: Dialect
+    ) -> None:
+        for part in parts:
+            if isinstance(part, FieldsMessage):
+                payload = convert.fields_to_xml(part, dialect=dialect)
+            else:
+                payload = convert.failure_to_xml(part, dialect=dialect)
+            self._send_payload(to, local, payload)
 
     async def _run_session(
         self,
-        key: tuple[str, int],
+        key: _Key,
         requester: JID,
         local: JID | None,
         request: ReadoutRequest,
         source: SensorDataSource,
+        dialect: Dialect,
     ) -> None:
-        seqnr = request.seqnr
         me = asyncio.current_task()
-        pending: NodeFields | NodeFailure | None = None
+        # One message of look-ahead, so that the last message can carry done='true'.
+        pending: list[_Payload] = []
         iterator = None
         try:
             iterator = source.readout(request)
-            # One item of look-ahead, so that the last message can carry done='true'.
             async for item in iterator:
-                if pending is not None:
-                    self._send_item(requester, local, seqnr, pending, done=False)
-                pending = item
-            if pending is None:
-                self._send_payload(requester, local, convert.seqnr_to_xml("done", seqnr))
+                parts = self._parts(request, item, dialect)
+                if parts:
+                    self._send_parts(requester, local, pending, dialect)
+                    pending = parts
+            if not pending:
+                done = convert.seqnr_to_xml(
+                    "done", request.seqnr, dialect=dialect, request_id=request.request_id
+                )
+                self._send_payload(requester, local, done)
             else:
-                self._send_item(requester, local, seqnr, pending, done=True)
+                pending[-1] = dataclasses.replace(pending[-1], done=True)
+                self._send_parts(requester, local, pending, dialect)
         except asyncio.CancelledError:
             raise
         except Exception:
-            _LOGGER.exception("read-out seqnr=%s for %s failed", seqnr, requester)
-            self._send_source_failure(requester, local, request, pending)
+            _LOGGER.exception("read-out %s for %s failed", request.wire_id, requester)
+            self._send_source_failure(requester, local, request, pending, dialect)
         finally:
-            if self._sessions.get(key) is me:
+            session = self._sessions.get(key)
+            if session is not None and session.task is me:
                 del self._sessions[key]
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:
@@ -316,33 +447,41 @@ class XEP_0323(BasePlugin):
         requester: JID,
         local: JID | None,
         request: ReadoutRequest,
-        pending: NodeFields | NodeFailure | None,
+        pending: list[_Payload],
+        dialect: Dialect,
     ) -> None:
         try:
-            if isinstance(pending, NodeFields | NodeFailure):
-                self._send_item(requester, local, request.seqnr, pending, done=False)
+            self._send_parts(requester, local, pending, dialect)
         except Exception:
-            _LOGGER.exception("could not send the last item of seqnr=%s", request.seqnr)
+            _LOGGER.exception("could not send the last items of %s", request.wire_id)
         now = datetime.now(UTC)
         refs = request.nodes or (NodeRef(""),)
         failures = tuple(NodeFailure(ref, now, SOURCE_FAILURE_TEXT) for ref in refs)
-        payload = convert.failure_to_xml(FailureMessage(request.seqnr, failures, done=True))
-        self._send_payload(requester, local, payload)
+        message = FailureMessage(request.seqnr, failures, True, request.request_id)
+        self._send_payload(requester, local, convert.failure_to_xml(message, dialect=dialect))
 
     def _handle_cancel(self, iq: StanzaBase) -> None:
         if iq["type"] not in ("get", "set"):
             return
+        found = self._payload(iq, "cancel")
+        if found is None or found[0] not in self._served:
+            return
+        dialect, elem = found
         try:
-            seqnr = convert.seqnr_from_xml(iq["sensordata_cancel"].xml, "cancel")
+            seqnr, request_id = convert.parse_wire_id(elem, dialect=dialect)
         except StanzaError as err:
             self._send_error(iq, "modify", "bad-request", str(err))
             return
-        task = self._sessions.pop((iq["from"].full, seqnr), None)
-        if task is not None:
-            task.cancel()
-        # Idempotent: an unknown or already finished seqnr is "cancelled" too.
-        reply = iq.reply()
-        reply.append(convert.seqnr_to_xml("cancelled", seqnr))
+        wire_id = str(seqnr) if request_id is None else request_id
+        session = self._sessions.pop((iq["from"].full, dialect.sensordata.namespace, wire_id), None)
+        if session is not None:
+            session.task.cancel()
+        # Idempotent: an unknown or already finished read-out is "cancelled" too.
+        reply = self._reply(iq)
+        if dialect.sensordata.cancelled is not None:
+            reply.append(
+                convert.seqnr_to_xml("cancelled", seqnr, dialect=dialect, request_id=request_id)
+            )
         reply.send()
 
     # -- client side ------------------------------------------------------------------------
@@ -350,8 +489,37 @@ class XEP_0323(BasePlugin):
     def _next_seqnr(self, peer: str) -> int:
         while True:
             self._seqnr = self._seqnr + 1 if self._seqnr < INT32_MAX else 1
-            if (peer, self._seqnr) not in self._readouts:
+            wire_id = str(self._seqnr)
+            if not any(key[0] == peer and key[2] == wire_id for key in self._readouts):
                 return self._seqnr
+
+    async def negotiate_dialect(self, to: JID | str, *, timeout: float = 10.0) -> Dialect:
+        """The dialect to use with ``to``: the first of XSF, IEEE, NF its disco#info lists.
+
+        XSF when it lists none of them or answers disco#info with an error; both outcomes are
+        cached per full JID (until it goes unavailable). A disco#info timeout also gives XSF,
+        uncached. :class:`TimeoutError` only if ``timeout`` passes.
+        """
+        peer = JID(to)
+        cached = self._dialect_cache.get(peer.full)
+        if cached is not None:
+            return cached
+        try:
+            info = await self.xmpp.plugin["xep_0030"].get_info(jid=peer, timeout=timeout)
+        except IqError:
+            features: set[str] = set()
+        except IqTimeout:
+            _LOGGER.debug("no disco#info from %s; assuming %s", peer, XSF)
+            return XSF
+        else:
+            features = {
+                child.get("var", "")
+                for query in info.xml.iter(f"{{{_DISCO_INFO}}}query")
+                for child in query.iter(f"{{{_DISCO_INFO}}}feature")
+            }
+        chosen = next((d for d in DIALECTS if d.sensordata.namespace in features), XSF)
+        self._dialect_cache[peer.full] = chosen
+        return chosen
 
     async def request_readout(
         self,
@@ -361,28 +529,44 @@ class XEP_0323(BasePlugin):
         field_names: Iterable[str] = (),
         types: FieldType = FieldType.MOMENTARY,
         timeout: float = 10.0,
+        dialect: Dialect | None = None,
+        from_time: datetime | None = None,
+        to_time: datetime | None = None,
     ) -> Readout:
         """Read sensor data from ``to`` and wait for the whole read-out.
+
+        ``dialect`` None negotiates it (:meth:`negotiate_dialect`, within ``timeout``).
+        ``from_time``/``to_time`` bound historical values (aware datetimes).
 
         Raises :class:`ReadoutError` when the device rejects the request (stanza error or legacy
         ``<rejected>``), :class:`ReadoutTimeout` when no ``done`` arrives within ``timeout``
         seconds in total (a best-effort ``<cancel>`` is then sent), and :class:`StanzaError` when
-        the device sends a malformed payload for this read-out.
+        the device sends a malformed payload for this read-out. The result holds what the device
+        sent; use :meth:`Readout.filtered` to apply the request's filters on this side too.
         """
         peer = JID(to)
         seqnr = self._next_seqnr(peer.bare)
         request = ReadoutRequest(
-            seqnr=seqnr, types=types, nodes=tuple(nodes), field_names=tuple(field_names)
+            seqnr=seqnr,
+            types=types,
+            nodes=tuple(nodes),
+            field_names=tuple(field_names),
+            from_time=from_time,
+            to_time=to_time,
         )
-        key = (peer.bare, seqnr)
         collector = _Collector(seqnr, asyncio.get_running_loop().create_future())
-        self._readouts[key] = collector
-        iq = self.xmpp.make_iq_get(ito=peer)
-        iq.append(convert.request_to_xml(request))
+        key: _Key | None = None
+        chosen = dialect or XSF
         iq_future: asyncio.Future | None = None
         rejected = False
         try:
             async with asyncio.timeout(timeout):
+                if dialect is None:
+                    chosen = await self.negotiate_dialect(peer, timeout=timeout)
+                key = (peer.bare, chosen.sensordata.namespace, request.wire_id)
+                self._readouts[key] = collector
+                iq = self.xmpp.make_iq_get(ito=peer)
+                iq.append(convert.request_to_xml(request, dialect=chosen))
                 # slixmpp's own IQ timeout is a backstop; ours governs.
                 iq_future = iq.send(timeout=timeout + 5)
                 waiting: set[asyncio.Future] = {iq_future, collector.future}
@@ -391,7 +575,7 @@ class XEP_0323(BasePlugin):
                     if iq_future in finished:
                         waiting.discard(iq_future)
                         try:
-                            self._check_answer(iq_future, collector)
+                            self._check_answer(iq_future, collector, chosen)
                         except ReadoutError:
                             rejected = True
                             raise
@@ -406,11 +590,12 @@ class XEP_0323(BasePlugin):
                 f"no complete read-out from {peer} (seqnr {seqnr}) within {timeout} s"
             ) from err
         finally:
-            self._readouts.pop(key, None)
+            if key is not None:
+                self._readouts.pop(key, None)
             if not collector.future.done():
                 collector.future.cancel()
-                if not rejected:
-                    self._send_cancel(peer, seqnr)
+                if not rejected and iq_future is not None:
+                    self._send_cancel(peer, seqnr, chosen)
             elif not collector.future.cancelled():
                 collector.future.exception()
             if iq_future is not None:
@@ -419,7 +604,9 @@ class XEP_0323(BasePlugin):
                 else:
                     iq_future.cancel()
 
-    def _check_answer(self, iq_future: asyncio.Future, collector: _Collector) -> None:
+    def _check_answer(
+        self, iq_future: asyncio.Future, collector: _Collector, dialect: Dialect
+    ) -> None:
         """Inspect the IQ answer to ``req``: raise on rejection, note ``accepted``."""
         try:
             result = iq_future.result()
@@ -427,15 +614,16 @@ class XEP_0323(BasePlugin):
             raise self._readout_error(err.iq) from err
         except IqTimeout as err:
             raise ReadoutTimeout(f"no answer to read-out request seqnr {collector.seqnr}") from err
+        names = dialect.sensordata
         for child in result.xml:
-            local = _local(child)
+            local = names.local(child.tag)
             try:
-                if local == "rejected":  # pre-0.3 device
+                if local is not None and local == names.rejected:  # pre-0.3 device
                     _, text = convert.rejected_from_xml(child)
                     raise ReadoutError("undefined-condition", text)
-                if local == "accepted":
-                    accepted = convert.accepted_from_xml(child)
-                    if accepted.seqnr == collector.seqnr:
+                if local == names.accepted:
+                    accepted = convert.accepted_from_xml(child, dialect=dialect)
+                    if accepted.wire_id == str(collector.seqnr):
                         collector.queued = accepted.queued
             except StanzaError:
                 _LOGGER.debug("ignoring malformed <%s> from %s", local, result["from"])
@@ -457,11 +645,11 @@ class XEP_0323(BasePlugin):
                 text = text or convert.rejected_from_xml(legacy[0])[1]
         return ReadoutError(condition or "undefined-condition", text)
 
-    def _send_cancel(self, peer: JID, seqnr: int) -> None:
+    def _send_cancel(self, peer: JID, seqnr: int, dialect: Dialect = XSF) -> None:
         """Fire-and-forget ``<cancel>`` for an abandoned read-out."""
         try:
             iq = self.xmpp.make_iq_get(ito=peer)
-            iq.append(convert.seqnr_to_xml("cancel", seqnr))
+            iq.append(convert.seqnr_to_xml("cancel", seqnr, dialect=dialect))
             iq.send(timeout=10).add_done_callback(_consume)
         except Exception:
             _LOGGER.debug("could not send <cancel seqnr=%s> to %s", seqnr, peer, exc_info=True)
@@ -469,31 +657,38 @@ class XEP_0323(BasePlugin):
     def _handle_message(self, msg: StanzaBase) -> None:
         peer = msg["from"].bare
         for child in msg.xml:
-            local = _local(child)
-            if local not in ("fields", "failure", "done", "started"):
+            found = _split_tag(child.tag)
+            if found is None:
+                continue
+            dialect, local = found
+            names = dialect.sensordata
+            if local not in (names.fields, names.failure, names.done, names.started):
                 continue
             try:
-                seqnr = convert.parse_seqnr(child)
+                wire_id = convert.wire_id_from_xml(child, dialect=dialect)
             except StanzaError:
-                _LOGGER.debug("ignoring <%s> without valid seqnr from %s", local, msg["from"])
+                _LOGGER.debug("ignoring <%s> without valid id from %s", local, msg["from"])
                 continue
-            collector = self._readouts.get((peer, seqnr))
+            collector = self._readouts.get((peer, names.namespace, wire_id))
             if collector is None or collector.future.done():
                 _LOGGER.debug(
-                    "ignoring <%s seqnr=%s> from %s: no such read-out", local, seqnr, msg["from"]
+                    "ignoring <%s %s=%s> from %s: no such read-out",
+                    local,
+                    names.id_attr,
+                    wire_id,
+                    msg["from"],
                 )
                 continue
             try:
-                if local == "fields":
-                    fields = convert.fields_from_xml(child, default_tz=self._tz)
-                    collector.fields.extend(fields.items)
+                if local in (names.fields, names.failure):
+                    fields, failures = convert.results_from_xml(
+                        child, default_tz=self._tz, dialect=dialect
+                    )
+                    collector.add_fields(fields.items)
+                    collector.failures.extend(failures.failures)
                     done = fields.done
-                elif local == "failure":
-                    failure = convert.failure_from_xml(child, default_tz=self._tz)
-                    collector.failures.extend(failure.failures)
-                    done = failure.done
                 else:
-                    done = local == "done"
+                    done = local == names.done
             except StanzaError as err:
                 collector.finish(err)
                 continue
