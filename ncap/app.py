@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from ncap.config import Config, read_secret
@@ -14,6 +13,8 @@ from tim_drivers.drivers.p1451_serial import SerialTim
 from tim_drivers.transport.serial_link import SerialSettings
 
 _LOGGER = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 5.0
 
 
 class Gateway:
@@ -48,6 +49,7 @@ class Gateway:
             reconnect_max_s=xmpp.reconnect_max_s,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -64,7 +66,7 @@ class Gateway:
     async def _poll(self, node: TimNode, interval: float) -> None:
         """Read the TIM every *interval* seconds and hand the readings to event subscribers."""
         source = self.client.sensor_source
-        while True:
+        while not self._stopping:
             await node.wait_ready(None)
             try:
                 readings = await node.read()
@@ -83,12 +85,17 @@ class Gateway:
                 await node.wait_ready(timeout)
 
     async def stop(self) -> None:
+        self._stopping = True
         await self.client.stop()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        done, stuck = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_S)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                _LOGGER.error("task %s had failed", task.get_name(), exc_info=task.exception())
+        for task in stuck:
+            _LOGGER.error("task %s did not stop within %.0f s", task.get_name(), STOP_TIMEOUT_S)
+        self._tasks = []
         for node in self.tree.nodes():
             await node.close()
         _LOGGER.info("gateway stopped")

@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from ncap.rig.pty import PtyPair
 _LOGGER = logging.getLogger(__name__)
 
 DEMO_DOMAIN = "ncap.test"
-DEMO_PROFILE = "env-sensor.toml"
+DEMO_TIMS = {"env-sensor": "env-sensor.toml", "relay": "relay.toml"}
 READY_TIMEOUT_S = 60.0
 
 
@@ -81,11 +82,23 @@ async def stop_process(process: asyncio.subprocess.Process, timeout: float = 5.0
         await process.wait()
 
 
-def write_config(workdir: Path, prosody: PrivateProsody, thing: Account, tim_port: Path) -> Path:
+def write_config(
+    workdir: Path,
+    prosody: PrivateProsody,
+    thing: Account,
+    tims: Mapping[str, Path],
+    *,
+    poll_interval_s: float = 1.0,
+) -> Path:
+    """An ncap.toml for *thing* on *prosody* with the TIMs (name -> serial port) given."""
     secrets = workdir / "secrets"
     secrets.mkdir(mode=0o700, exist_ok=True)
     password_file = secrets / "xmpp"
     write_secret(password_file, thing.password)
+    tim_tables = "".join(
+        f'\n[[tim]]\nname = "{name}"\nport = "{port}"\npoll_interval_s = {poll_interval_s}\n'
+        for name, port in tims.items()
+    )
     config = workdir / "ncap.toml"
     config.write_text(
         f"""# Written by `ncap demo`.
@@ -101,14 +114,28 @@ resource = "ncap"
 server = "{prosody.host}"
 port = {prosody.c2s_port}
 ca_file = "{prosody.ca_file}"
-
-[[tim]]
-name = "env-sensor"
-port = "{tim_port}"
-""",
+{tim_tables}""",
         encoding="utf-8",
     )
     return config
+
+
+async def simulated_tims(
+    stack: contextlib.AsyncExitStack, workdir: Path, profiles: Mapping[str, str]
+) -> dict[str, Path]:
+    """One pty pair and one simulator per TIM (name -> profile file); the NCAP-side ports.
+
+    Everything started is stopped when *stack* closes.
+    """
+    ports = {}
+    for name, profile in profiles.items():
+        pty = PtyPair(workdir / f"pty-{name}")
+        await asyncio.to_thread(pty.start)
+        stack.callback(pty.stop)
+        simulator = await start_simulator(pty.a_path, find_profile(profile))
+        stack.push_async_callback(stop_process, simulator)
+        ports[name] = pty.b_path
+    return ports
 
 
 def demo_summary(
@@ -156,13 +183,8 @@ async def run_demo(stop: asyncio.Event, *, as_json: bool, workdir: Path | None) 
             await asyncio.to_thread(prosody.start)
             stack.callback(prosody.stop)
 
-            pty = PtyPair(root / "pty")
-            pty.start()
-            stack.callback(pty.stop)
-            simulator = await start_simulator(pty.a_path, find_profile(DEMO_PROFILE))
-            stack.push_async_callback(stop_process, simulator)
-
-            config = load_config(write_config(root, prosody, thing, pty.b_path))
+            ports = await simulated_tims(stack, root, DEMO_TIMS)
+            config = load_config(write_config(root, prosody, thing, ports))
             gateway = Gateway(config)
             await gateway.start()
             stack.push_async_callback(gateway.stop)

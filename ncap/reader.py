@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -22,18 +24,22 @@ class ReadoutFailed(NcapError):
     """The thing refused the readout or did not finish it in time."""
 
 
-async def read_thing(
+@contextlib.asynccontextmanager
+async def session_with(
     jid: str,
     password: str,
     thing: str,
     *,
-    node: str | None = None,
-    fields: tuple[str, ...] = (),
     ca_file: Path | None = None,
     server: str | None = None,
     port: int = 5222,
     timeout: float = 15.0,
-) -> Readout:
+) -> AsyncIterator[tuple[SecureClient, JID]]:
+    """A logged-in client and the thing's full JID.
+
+    A bare JID cannot answer an IQ, but friends see the thing's presence: a bare *thing*
+    is resolved to the full JID of its first available resource.
+    """
     client = SecureClient(jid, password, ca_file=ca_file, server=server, port=port)
     target = JID(thing)
     online: asyncio.Future[JID] = asyncio.get_running_loop().create_future()
@@ -48,7 +54,6 @@ async def read_thing(
     try:
         client.send_presence()
         if not target.resource:
-            # A bare JID cannot answer an IQ; friends see the thing's presence, so use it.
             try:
                 target = await asyncio.wait_for(online, timeout)
             except TimeoutError:
@@ -56,20 +61,41 @@ async def read_thing(
                     f"{thing} sent no presence within {timeout:g} s: it is offline, or "
                     f"{jid} is not its friend; give its full JID to ask anyway"
                 ) from None
-        return await client.sensordata.request_readout(
-            target,
-            nodes=(NodeRef(node),) if node else (),
-            field_names=fields,
-            types=FieldType.MOMENTARY,
-            timeout=timeout,
-        )
-    except ReadoutError as err:
-        text = f": {err.text}" if err.text else ""
-        raise ReadoutFailed(f"{thing} refused the readout ({err.condition}){text}") from err
-    except ReadoutTimeout as err:
-        raise ReadoutFailed(f"{thing} did not finish the readout within {timeout:g} s") from err
+        yield client, target
     finally:
         await client.disconnect(wait=1.0)
+
+
+async def read_thing(
+    jid: str,
+    password: str,
+    thing: str,
+    *,
+    node: str | None = None,
+    fields: tuple[str, ...] = (),
+    ca_file: Path | None = None,
+    server: str | None = None,
+    port: int = 5222,
+    timeout: float = 15.0,
+) -> Readout:
+    """One XEP-0323 momentary readout of *thing* (bare or full JID) as *jid*."""
+    connection = session_with(
+        jid, password, thing, ca_file=ca_file, server=server, port=port, timeout=timeout
+    )
+    async with connection as (client, target):
+        try:
+            return await client.sensordata.request_readout(
+                target,
+                nodes=(NodeRef(node),) if node else (),
+                field_names=fields,
+                types=FieldType.MOMENTARY,
+                timeout=timeout,
+            )
+        except ReadoutError as err:
+            text = f": {err.text}" if err.text else ""
+            raise ReadoutFailed(f"{thing} refused the readout ({err.condition}){text}") from err
+        except ReadoutTimeout as err:
+            raise ReadoutFailed(f"{thing} did not finish the readout within {timeout:g} s") from err
 
 
 def readout_as_json(readout: Readout) -> dict[str, Any]:

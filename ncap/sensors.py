@@ -101,7 +101,8 @@ class TimNode:
         await self._first_attempt.wait()
 
     async def wait_ready(self, timeout: float | None) -> TimInfo:
-        await asyncio.wait_for(self._ready.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await self._ready.wait()
         assert self._info is not None
         return self._info
 

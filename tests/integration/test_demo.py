@@ -76,7 +76,7 @@ def _run_demo_and_read(workdir: Path) -> None:
         assert owner.returncode == 0, owner.stderr
         readout = json.loads(owner.stdout)
         names = {field["name"] for node in readout["nodes"] for field in node["fields"]}
-        assert names == {"temperature", "humidity", "pressure"}
+        assert names == {"temperature", "humidity", "pressure", "coil-current"}
 
         stranger = read("stranger")
         assert stranger.returncode != 0

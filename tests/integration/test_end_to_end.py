@@ -3,87 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from integration.proc import readline_within
+from integration.conftest import TIMEOUT, Rig
 from ncap.app import Gateway
-from ncap.config import load_config
-from ncap.demo import find_profile, write_config
 from ncap.errors import XmppConnectError
 from ncap.reader import ReadoutFailed, read_thing
 from ncap.rig.pki import make_ca
 from ncap.rig.prosody import Account, PrivateProsody
-from ncap.rig.pty import PtyPair
 from ncap.xmpp.connection import SecureClient
 
 pytestmark = pytest.mark.integration
-
-TIMEOUT = 20.0
-
-
-@dataclass
-class Rig:
-    prosody: PrivateProsody
-    thing: Account
-    owner: Account
-    stranger: Account
-    tim_port: Path
-    workdir: Path
-
-
-@pytest.fixture(scope="module")
-def rig() -> Iterator[Rig]:
-    with tempfile.TemporaryDirectory(prefix="ncap-e2e-") as tmp:
-        workdir = Path(tmp)
-        workdir.chmod(0o755)  # Prosody runs as its own user below it
-        with PrivateProsody(workdir / "prosody") as prosody, PtyPair(workdir / "pty") as pty:
-            yield from _with_simulator(prosody, pty, workdir)
-
-
-def _with_simulator(prosody: PrivateProsody, pty: PtyPair, workdir: Path) -> Iterator[Rig]:
-    thing = prosody.register("thing")
-    owner = prosody.register("owner")
-    stranger = prosody.register("stranger")
-    prosody.make_friends(thing, owner)
-    profile = find_profile("env-sensor.toml")
-    simulator = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tim_drivers.sim",
-            "--port",
-            str(pty.a_path),
-            "--profile",
-            str(profile),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert readline_within(simulator, TIMEOUT).strip() == "ready"
-        yield Rig(prosody, thing, owner, stranger, pty.b_path, workdir)
-    finally:
-        simulator.terminate()
-        simulator.wait(timeout=10)
-
-
-@pytest.fixture
-async def gateway(rig: Rig) -> AsyncIterator[Gateway]:
-    config = load_config(write_config(rig.workdir, rig.prosody, rig.thing, rig.tim_port))
-    gateway = Gateway(config)
-    await gateway.start()
-    try:
-        await gateway.wait_ready(TIMEOUT)
-        yield gateway
-    finally:
-        await gateway.stop()
 
 
 async def _read(rig: Rig, who: Account, gateway: Gateway, *args: str):  # type: ignore[no-untyped-def]
@@ -107,8 +40,9 @@ async def test_thing_session_is_tls_verified(gateway: Gateway) -> None:
 async def test_readout_through_prosody_returns_simulated_values(rig: Rig, gateway: Gateway) -> None:
     readout = await _read(rig, rig.owner, gateway)
     assert readout.failures == ()
-    (node,) = readout.fields
-    assert node.node.node_id == "env-sensor"
+    nodes = {node.node.node_id: node for node in readout.fields}
+    assert set(nodes) == {"env-sensor", "relay"}
+    node = nodes["env-sensor"]
     fields = {field.name: field for field in node.fields}
     assert set(fields) == {"temperature", "humidity", "pressure"}
     assert fields["temperature"].unit == "°C"
@@ -135,7 +69,7 @@ async def test_bare_jid_is_resolved_through_presence(rig: Rig, gateway: Gateway)
         port=rig.prosody.c2s_port,
         timeout=TIMEOUT,
     )
-    assert [node.node.node_id for node in readout.fields] == ["env-sensor"]
+    assert [node.node.node_id for node in readout.fields] == ["env-sensor", "relay"]
     with pytest.raises(ReadoutFailed, match="not its friend"):
         await read_thing(
             rig.stranger.jid,

@@ -15,10 +15,11 @@ import pytest
 
 from integration.proc import line_with, readline_within
 from ncap.demo import find_profile, write_config
-from ncap.reader import read_thing
+from ncap.reader import session_with
 from ncap.rig.pki import make_ca
 from ncap.rig.prosody import Account, PrivateProsody
 from ncap.rig.pty import PtyPair
+from xep.xep_0323.model import NodeRef
 
 pytestmark = pytest.mark.integration
 
@@ -71,11 +72,11 @@ async def test_run_serves_readouts_and_stops_on_sigterm(
     )
     try:
         assert readline_within(simulator, TIMEOUT).strip() == "ready"
-        gateway = _start(write_config(workdir, prosody, thing, pty.b_path))
+        gateway = _start(write_config(workdir, prosody, thing, {"env-sensor": pty.b_path}))
         try:
-            # A bare JID: the reader waits for the thing's presence, so this also waits for
-            # the gateway to come online, without guessing how long that takes.
-            readout = await read_thing(
+            # The bare JID is resolved through the thing's presence, and the first event
+            # pushed for the TIM node says the TIM is up: no guessing how long either takes.
+            connection = session_with(
                 owner.jid,
                 owner.password,
                 thing.jid,
@@ -84,6 +85,16 @@ async def test_run_serves_readouts_and_stops_on_sigterm(
                 port=prosody.c2s_port,
                 timeout=TIMEOUT,
             )
+            async with connection as (client, target):
+                subscription = await client.events.subscribe(
+                    target,
+                    nodes=[NodeRef("env-sensor")],
+                    initial_readout=False,
+                    timeout=TIMEOUT,
+                )
+                await subscription.next(TIMEOUT)
+                await subscription.cancel(TIMEOUT)
+                readout = await client.sensordata.request_readout(target, timeout=TIMEOUT)
             assert {f.name for node in readout.fields for f in node.fields} == {
                 "temperature",
                 "humidity",
@@ -100,7 +111,7 @@ async def test_run_with_an_untrusted_ca_says_so(
     server: tuple[PrivateProsody, Account, Account, PtyPair, Path],
 ) -> None:
     prosody, thing, _owner, pty, workdir = server
-    config = write_config(workdir, prosody, thing, pty.b_path)
+    config = write_config(workdir, prosody, thing, {"env-sensor": pty.b_path})
     other = make_ca(Path(tempfile.mkdtemp(prefix="ncap-other-ca-")))
     text = config.read_text().replace(str(prosody.ca_file), str(other.cert))
     config.write_text(text)

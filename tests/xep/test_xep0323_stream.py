@@ -148,12 +148,9 @@ class TestSensorDataStream(SlixTest):
         self.send(
             f"<iq type='result' to='{PEER}' id='S0001'><accepted xmlns='{NS}' seqnr='1'/></iq>"
         )
+        # Both nodes fit the field limit of one message, so they travel together.
         self.send(
-            f"<message to='{PEER}'><fields xmlns='{NS}' seqnr='1'>{TEMPERATURE_XML}</fields>"
-            "</message>"
-        )
-        self.send(
-            f"<message to='{PEER}'><fields xmlns='{NS}' seqnr='1' done='true'>"
+            f"<message to='{PEER}'><fields xmlns='{NS}' seqnr='1' done='true'>{TEMPERATURE_XML}"
             "<node nodeId='Device01'><timestamp value='2013-03-07T16:24:30Z'>"
             "<int name='Address' identity='true' automaticReadout='true' value='7'/>"
             "</timestamp></node></fields></message>"
@@ -165,6 +162,31 @@ class TestSensorDataStream(SlixTest):
             )
         ]
         assert self.plugin.active_sessions == frozenset()
+
+    def test_many_small_nodes_are_batched_up_to_the_field_limit(self) -> None:
+        nodes = [
+            NodeFields(
+                NodeRef("Device01"),
+                T1,
+                tuple(Field.numeric(f"f{n}_{i}", float(i), "V", 1) for i in range(5)),
+            )
+            for n in range(30)
+        ]
+        self.plugin.source = FakeSource(nodes)
+        self.plugin.authorize = allow
+        self.req(inner="<node nodeId='Device01'/>")
+        self.send(
+            f"<iq type='result' to='{PEER}' id='S0001'><accepted xmlns='{NS}' seqnr='1'/></iq>"
+        )
+        counts, done = [], []
+        for _ in range(2):
+            fields = ET.fromstring(self.xmpp.socket.next_sent(1)).find(f"{{{NS}}}fields")  # noqa: S314
+            assert fields is not None
+            counts.append(len(fields.findall(f".//{{{NS}}}numeric")))
+            done.append(fields.get("done"))
+        assert counts == [100, 50]
+        assert done == [None, "true"]
+        self.send(None)
 
     def test_failure_item_and_empty_readout(self) -> None:
         self.plugin.source = FakeSource([NodeFailure(NodeRef("Device01"), T1, "Timeout.")])

@@ -193,7 +193,10 @@ class TimLink:
         self._pending = (seq, future)
         try:
             transport.write(wire)
-            return await asyncio.wait_for(future, timeout)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that arrives just as the reply does, and the caller never stops.
+            async with asyncio.timeout(timeout):
+                return await future
         except TimeoutError:
             return None
         finally:

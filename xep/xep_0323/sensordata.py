@@ -370,25 +370,29 @@ class XEP_0323(BasePlugin):
         msg.append(payload)
         msg.send()
 
-    def _parts(
-        self, request: ReadoutRequest, item: NodeFields | NodeFailure, dialect: Dialect
-    ) -> list[_Payload]:
-        """The messages (not done) carrying one item of the source, filtered and split."""
-        seqnr, rid = request.seqnr, request.request_id
+    def _filtered(
+        self, request: ReadoutRequest, item: NodeFields | NodeFailure
+    ) -> NodeFields | NodeFailure | None:
+        """The item as it will be sent (fields filtered), or None when nothing of it is wanted."""
         if isinstance(item, NodeFailure):
-            return [FailureMessage(seqnr, (item,), False, rid)]
+            return item
         if not isinstance(item, NodeFields):
             raise TypeError(
                 f"read-out source yielded {type(item).__name__}, expected NodeFields or NodeFailure"
             )
-        if self._filter:
-            wanted = tuple(fld for fld in item.fields if request.wants(fld))
-            if item.fields and not wanted:
-                return []
-            item = NodeFields(item.node, item.timestamp, wanted)
-        return list(
-            convert.split_fields(FieldsMessage(seqnr, (item,), False, rid), dialect=dialect)
-        )
+        if not self._filter:
+            return item
+        wanted = tuple(fld for fld in item.fields if request.wants(fld))
+        if item.fields and not wanted:
+            return None
+        return NodeFields(item.node, item.timestamp, wanted)
+
+    def _split(
+        self, request: ReadoutRequest, batch: list[NodeFields], dialect: Dialect
+    ) -> list[_Payload]:
+        """Messages (not done) carrying a batch of nodes, within the size limits."""
+        message = FieldsMessage(request.seqnr, tuple(batch), False, request.request_id)
+        return list(convert.split_fields(message, dialect=dialect))
 
     def _send_parts(
         self, to: JID, local: JID | None, parts: Iterable[_Payload], dialect: Dialect
@@ -410,16 +414,37 @@ class XEP_0323(BasePlugin):
         dialect: Dialect,
     ) -> None:
         me = asyncio.current_task()
-        # One message of look-ahead, so that the last message can carry done='true'.
+        # Nodes are gathered into batches of up to MAX_FIELDS_PER_MESSAGE fields (one message
+        # each instead of one per node), and one message is held back so that the last one
+        # can carry done='true'.
         pending: list[_Payload] = []
+        batch: list[NodeFields] = []
+        batch_fields = 0
         iterator = None
+
+        def hold(parts: list[_Payload]) -> None:
+            nonlocal pending
+            self._send_parts(requester, local, pending, dialect)
+            pending = parts
+
         try:
             iterator = source.readout(request)
-            async for item in iterator:
-                parts = self._parts(request, item, dialect)
-                if parts:
-                    self._send_parts(requester, local, pending, dialect)
-                    pending = parts
+            async for produced in iterator:
+                item = self._filtered(request, produced)
+                if item is None:
+                    continue
+                size = len(item.fields) if isinstance(item, NodeFields) else 0
+                full = batch_fields + size > convert.MAX_FIELDS_PER_MESSAGE
+                if batch and (isinstance(item, NodeFailure) or full):
+                    hold(self._split(request, batch, dialect))
+                    batch, batch_fields = [], 0
+                if isinstance(item, NodeFailure):
+                    hold([FailureMessage(request.seqnr, (item,), False, request.request_id)])
+                else:
+                    batch.append(item)
+                    batch_fields += len(item.fields)
+            if batch:
+                hold(self._split(request, batch, dialect))
             if not pending:
                 done = convert.seqnr_to_xml(
                     "done", request.seqnr, dialect=dialect, request_id=request.request_id
@@ -432,7 +457,8 @@ class XEP_0323(BasePlugin):
             raise
         except Exception:
             _LOGGER.exception("read-out %s for %s failed", request.wire_id, requester)
-            self._send_source_failure(requester, local, request, pending, dialect)
+            unsent = pending + (self._split(request, batch, dialect) if batch else [])
+            self._send_source_failure(requester, local, request, unsent, dialect)
         finally:
             session = self._sessions.get(key)
             if session is not None and session.task is me:
