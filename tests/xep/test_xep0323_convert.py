@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from xep.dialect import DIALECTS, Dialect
 from xep.errors import StanzaError
 from xep.xep_0323 import convert
 from xep.xep_0323.model import (
@@ -697,3 +698,16 @@ def test_garbage_trees_raise_only_stanza_error(tree: ET.Element, parser: str) ->
     tree.tag = f"{{{NS}}}{parser}"
     with contextlib.suppress(StanzaError):  # anything else fails the test
         PARSERS[parser](tree)  # type: ignore[operator]
+
+
+@given(fields_(), st.sampled_from(DIALECTS))
+def test_field_size_estimate_is_an_upper_bound(fld: Field, dialect: Dialect) -> None:
+    """Messages are split on the estimate, so it must never be below the real size."""
+    anchor = Field.numeric("anchor", 1.0, "V", 1)
+
+    def size(*fields: Field) -> int:
+        node = NodeFields(NodeRef("n"), datetime(2026, 1, 1, tzinfo=UTC), fields)
+        message = FieldsMessage(1, (node,), False)
+        return len(ET.tostring(convert.fields_to_xml(message, dialect=dialect), encoding="utf-8"))
+
+    assert convert._field_cost(fld) >= size(anchor, fld) - size(anchor)

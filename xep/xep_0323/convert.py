@@ -766,7 +766,7 @@ def split_fields(
         chunk: list[Field] = []
         size += overhead
         for fld in item.fields:
-            cost = len(tostring(field_to_xml(fld, dialect=dialect), encoding="utf-8"))
+            cost = _field_cost(fld)
             if (chunk or current) and (count + 1 > max_fields or size + cost > max_bytes):
                 if chunk:
                     current.append(NodeFields(item.node, item.timestamp, tuple(chunk)))
@@ -786,6 +786,28 @@ def split_fields(
         FieldsMessage(message.seqnr, tuple(items), message.done and i == last, message.request_id)
         for i, items in enumerate(parts)
     ]
+
+
+# Upper bounds for the size estimate: the longest field element and attribute names of any
+# dialect with quotes and spacing, and the growth of one escaped character (&quot; is +5).
+_FIELD_ELEMENT_COST = 40
+_FLAG_COST = 28
+_ESCAPE_GROWTH = 5
+_ESCAPED = "&<>\"'\n\r\t"
+
+
+def _field_cost(fld: Field) -> int:
+    """A cheap upper bound of one field's serialized size: serializing to measure would
+    cost as much as sending."""
+    text = fld.name + fld.value + fld.unit + fld.data_type
+    escapes = sum(text.count(char) for char in _ESCAPED)
+    flags = fld.types.value.bit_count() + fld.qos.value.bit_count() + (fld.writable is not None)
+    return (
+        _FIELD_ELEMENT_COST
+        + flags * _FLAG_COST
+        + len(text.encode("utf-8"))
+        + escapes * _ESCAPE_GROWTH
+    )
 
 
 def _item_overhead(item: NodeFields, dialect: Dialect) -> int:
