@@ -7,6 +7,7 @@ XMPP client, do momentary readouts back to back for a fixed number of rounds.
     .venv/bin/python bench/readout_latency.py [--rounds 300] [--nodes 100] [--fields 5]
 
 Prints one line per scenario: p50/p99 latency, readouts/s, and the thing's CPU per readout.
+With BENCH_PROFILE=FILE the thing's process is profiled with cProfile into FILE.
 """
 
 from __future__ import annotations
@@ -193,6 +194,12 @@ if __name__ == "__main__":
     arguments = parser.parse_args()
     if arguments.serve:
         arguments.jid = f"{arguments.jid}/bench"
-        asyncio.run(serve(arguments))
+        profile_to = os.environ.get("BENCH_PROFILE")  # a file: profile the thing with cProfile
+        if profile_to:
+            import cProfile
+
+            cProfile.run("asyncio.run(serve(arguments))", profile_to)
+        else:
+            asyncio.run(serve(arguments))
     else:
         asyncio.run(main(arguments))

@@ -711,3 +711,15 @@ def test_field_size_estimate_is_an_upper_bound(fld: Field, dialect: Dialect) -> 
         return len(ET.tostring(convert.fields_to_xml(message, dialect=dialect), encoding="utf-8"))
 
     assert convert._field_cost(fld) >= size(anchor, fld) - size(anchor)
+
+
+@given(node_refs, stamps, st.sampled_from(DIALECTS))
+def test_node_size_estimate_is_an_upper_bound(
+    ref: NodeRef, stamp: datetime, dialect: Dialect
+) -> None:
+    def size(*items: NodeFields) -> int:
+        message = FieldsMessage(1, items, False)
+        return len(ET.tostring(convert.fields_to_xml(message, dialect=dialect), encoding="utf-8"))
+
+    item = NodeFields(ref, stamp, ())
+    assert convert._item_overhead(item, dialect) >= size(item) - size()

@@ -39,7 +39,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, tzinfo
 from datetime import timezone as dtimezone
 from functools import cache
-from xml.etree.ElementTree import Element, SubElement, tostring
+from xml.etree.ElementTree import Element, SubElement
 
 from xep.dialect import XSF, Dialect, FlagTable, SensorDataNames
 from xep.errors import StanzaError
@@ -331,15 +331,25 @@ def _types_from_attrs(elem: Element, table: Iterable[tuple[FieldType, str]]) -> 
 
 
 def _set_types(elem: Element, types: FieldType, dialect: Dialect = XSF) -> None:
-    for flag, attr in _type_flags(_names(dialect).type_emit):
-        if flag & types:
-            elem.set(attr, "true")
+    for attr in _type_attrs(types, _names(dialect).type_emit):
+        elem.set(attr, "true")
 
 
 def _set_qos(elem: Element, qos: QoS, dialect: Dialect = XSF) -> None:
-    for flag, attr in _qos_flags(_names(dialect).qos_attrs):
-        if flag in qos:
-            elem.set(attr, "true")
+    for attr in _qos_attrs(qos, _names(dialect).qos_attrs):
+        elem.set(attr, "true")
+
+
+# Flag combinations repeat from field to field: look each one up once (enum arithmetic
+# per field was the largest cost of serialising a read-out).
+@cache
+def _type_attrs(types: FieldType, table: FlagTable) -> tuple[str, ...]:
+    return tuple(attr for flag, attr in _type_flags(table) if flag & types)
+
+
+@cache
+def _qos_attrs(qos: QoS, table: FlagTable) -> tuple[str, ...]:
+    return tuple(attr for flag, attr in _qos_flags(table) if flag in qos)
 
 
 def _element(names: SensorDataNames, logical: str) -> str:
@@ -799,21 +809,25 @@ _ESCAPED = "&<>\"'\n\r\t"
 def _field_cost(fld: Field) -> int:
     """A cheap upper bound of one field's serialized size: serializing to measure would
     cost as much as sending."""
-    text = fld.name + fld.value + fld.unit + fld.data_type
-    escapes = sum(text.count(char) for char in _ESCAPED)
     flags = fld.types.value.bit_count() + fld.qos.value.bit_count() + (fld.writable is not None)
-    return (
-        _FIELD_ELEMENT_COST
-        + flags * _FLAG_COST
-        + len(text.encode("utf-8"))
-        + escapes * _ESCAPE_GROWTH
-    )
+    text = fld.name + fld.value + fld.unit + fld.data_type
+    return _FIELD_ELEMENT_COST + flags * _FLAG_COST + _text_cost(text)
+
+
+def _text_cost(text: str) -> int:
+    escapes = sum(text.count(char) for char in _ESCAPED)
+    return len(text.encode("utf-8")) + escapes * _ESCAPE_GROWTH
+
+
+_NODE_ELEMENT_COST = 120  # node and timestamp elements, their attribute names and a time
 
 
 def _item_overhead(item: NodeFields, dialect: Dialect) -> int:
-    holder = Element("x")
-    _node_stamp(holder, item.node, item.timestamp, dialect)
-    return len(tostring(holder[0], encoding="utf-8"))
+    """Upper bound of the size of a node's ``node``/``timestamp`` wrapping."""
+    ref = item.node
+    return _NODE_ELEMENT_COST + _text_cost(
+        ref.node_id + (ref.source_id or "") + (ref.cache_type or "")
+    )
 
 
 # -- failure -------------------------------------------------------------------------------------
