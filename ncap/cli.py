@@ -1,4 +1,4 @@
-"""The ``ncap`` command line: run, demo, read."""
+"""The ``ncap`` command line: run, demo, and the owner tools read, nodes, set, watch."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from ncap import __version__
 from ncap.errors import ConfigError, NcapError
+from xep.errors import XepError
 
 EX_CONFIG = 78
 EX_UNAVAILABLE = 69
@@ -34,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"ncap: bad configuration: {err}", file=sys.stderr)
         return EX_CONFIG
-    except NcapError as err:
+    except (NcapError, XepError) as err:
         print(f"ncap: {err}", file=sys.stderr)
         return EX_UNAVAILABLE
     except KeyboardInterrupt:
@@ -59,20 +61,44 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", type=Path, help="keep the demo's files here (default: temp dir)")
     demo.set_defaults(handler=_cmd_demo)
 
-    read = sub.add_parser("read", help="XEP-0323 momentary readout of a thing")
-    read.add_argument("thing", help="the thing's JID (full JID preferred)")
-    read.add_argument("node", nargs="?", help="node id (default: every node)")
-    read.add_argument("fields", nargs="*", help="field names (default: every field)")
-    read.add_argument("--jid", required=True, help="the account to read as")
-    read.add_argument(
+    client = argparse.ArgumentParser(add_help=False)
+    who = client.add_argument_group("connection")
+    who.add_argument("--jid", required=True, help="the account to act as")
+    who.add_argument(
         "--password-file", type=Path, help="file holding the password (else $NCAP_PASSWORD)"
     )
-    read.add_argument("--ca", type=Path, help="CA file to verify the server against")
-    read.add_argument("--server", help="host to connect to (default: the JID's domain)")
-    read.add_argument("--port", type=int, default=5222)
-    read.add_argument("--timeout", type=float, default=15.0)
+    who.add_argument("--ca", type=Path, help="CA file to verify the server against")
+    who.add_argument("--server", help="host to connect to (default: the JID's domain)")
+    who.add_argument("--port", type=int, default=5222)
+    who.add_argument("--timeout", type=float, default=15.0)
+    thing_help = "the thing's JID (a bare JID is resolved through its presence)"
+
+    read = sub.add_parser("read", parents=[client], help="XEP-0323 momentary readout of a thing")
+    read.add_argument("thing", help=thing_help)
+    read.add_argument("node", nargs="?", help="node id (default: every node)")
+    read.add_argument("fields", nargs="*", help="field names (default: every field)")
     read.add_argument("--json", action="store_true", help="print JSON instead of a table")
     read.set_defaults(handler=_cmd_read)
+
+    nodes = sub.add_parser("nodes", parents=[client], help="XEP-0326: show a thing's node tree")
+    nodes.add_argument("thing", help=thing_help)
+    nodes.set_defaults(handler=_cmd_nodes)
+
+    set_ = sub.add_parser("set", parents=[client], help="XEP-0325: set a control parameter")
+    set_.add_argument("thing", help=thing_help)
+    set_.add_argument("node", help="node id, e.g. relay/relay")
+    set_.add_argument("parameter", help="parameter name, e.g. relay")
+    set_.add_argument("value", help="new value, e.g. true or 12.5")
+    set_.set_defaults(handler=_cmd_set)
+
+    watch = sub.add_parser("watch", parents=[client], help="subscribe to a thing's events")
+    watch.add_argument("thing", help=thing_help)
+    watch.add_argument("node", nargs="?", help="node id (default: every node)")
+    watch.add_argument("fields", nargs="*", help="field names (default: every field)")
+    watch.add_argument("--min-interval", type=float, help="at most one event per S seconds")
+    watch.add_argument("--max-interval", type=float, help="at least one event per S seconds")
+    watch.add_argument("--count", type=int, help="stop after N events")
+    watch.set_defaults(handler=_cmd_watch)
     return parser
 
 
@@ -116,25 +142,46 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_read(args: argparse.Namespace) -> int:
-    from ncap.reader import format_readout, read_thing, readout_as_json
-
+def _password(args: argparse.Namespace) -> str:
     if args.password_file is not None:
         from ncap.config import read_secret
 
         try:
-            password = read_secret(args.password_file)
+            return read_secret(args.password_file)
         except ConfigError as err:
             raise ConfigError("--password-file", err.problem) from None
-    else:
-        password = os.environ.get("NCAP_PASSWORD", "")
-        if not password:
-            print("ncap read: give --password-file or set NCAP_PASSWORD", file=sys.stderr)
-            return EX_USAGE
+    password = os.environ.get("NCAP_PASSWORD", "")
+    if not password:
+        raise ConfigError("--password-file", "give a password file or set NCAP_PASSWORD")
+    return password
+
+
+def _session(args: argparse.Namespace) -> contextlib.AbstractAsyncContextManager[Any]:
+    from ncap.reader import session_with
+
+    return session_with(
+        args.jid,
+        _password(args),
+        args.thing,
+        ca_file=args.ca,
+        server=args.server,
+        port=args.port,
+        timeout=args.timeout,
+    )
+
+
+def _print(text: str) -> None:
+    with contextlib.suppress(BrokenPipeError):
+        print(text, flush=True)
+
+
+def _cmd_read(args: argparse.Namespace) -> int:
+    from ncap.reader import format_readout, read_thing, readout_as_json
+
     readout = asyncio.run(
         read_thing(
             args.jid,
-            password,
+            _password(args),
             args.thing,
             node=args.node,
             fields=tuple(args.fields),
@@ -145,9 +192,77 @@ def _cmd_read(args: argparse.Namespace) -> int:
         )
     )
     if args.json:
-        print(json.dumps(readout_as_json(readout), ensure_ascii=False))
+        _print(json.dumps(readout_as_json(readout), ensure_ascii=False))
     else:
-        print(format_readout(readout))
-    with contextlib.suppress(BrokenPipeError):
-        sys.stdout.flush()
+        _print(format_readout(readout))
     return 0
+
+
+def _cmd_nodes(args: argparse.Namespace) -> int:
+    from ncap.owner import format_tree, node_tree
+
+    async def go() -> str:
+        async with _session(args) as (client, thing):
+            return format_tree(await node_tree(client, thing, args.timeout))
+
+    _print(asyncio.run(go()))
+    return 0
+
+
+def _cmd_set(args: argparse.Namespace) -> int:
+    from ncap.owner import set_parameter
+
+    async def go() -> None:
+        async with _session(args) as (client, thing):
+            result = await set_parameter(
+                client, thing, args.node, args.parameter, args.value, args.timeout
+            )
+        narrowed = " (narrowed by the thing's provisioning)" if result.narrowed else ""
+        _print(f"{args.node}: {args.parameter} = {args.value}{narrowed}")
+
+    asyncio.run(go())
+    return 0
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from ncap.owner import format_push, watch
+
+    async def go(stop: asyncio.Event) -> None:
+        async with _session(args) as (client, thing):
+            pushes = watch(
+                client,
+                thing,
+                args.node,
+                args.fields,
+                min_interval=args.min_interval,
+                max_interval=args.max_interval,
+                timeout=args.timeout,
+            )
+            seen = 0
+            async for pushed in _until(stop, pushes):
+                _print(format_push(pushed))
+                seen += 1
+                if args.count is not None and seen >= args.count:
+                    break
+
+    _run_with_signals(go)
+    return 0
+
+
+async def _until(stop: asyncio.Event, items: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """*items* until *stop* is set."""
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        while True:
+            following = asyncio.ensure_future(anext(items))
+            await asyncio.wait({following, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not following.done():
+                following.cancel()
+                return
+            try:
+                yield following.result()
+            except StopAsyncIteration:
+                return
+    finally:
+        stopped.cancel()
+        await items.aclose()  # type: ignore[attr-defined]

@@ -46,24 +46,21 @@ def _run_demo_and_read(workdir: Path) -> None:
             assert summary[who]["jid"].endswith("@" + xmpp["domain"])
             assert summary[who]["password"]
 
-        def read(who: str) -> subprocess.CompletedProcess[str]:
+        def ncap(who: str, *args: str) -> subprocess.CompletedProcess[str]:
+            """An owner tool as its own process, logged in as *who*."""
+            command, *rest = args
+            connection = [
+                "--jid",
+                summary[who]["jid"],
+                "--ca",
+                xmpp["ca"],
+                "--server",
+                xmpp["host"],
+                "--port",
+                str(xmpp["port"]),
+            ]
             return subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "ncap",
-                    "read",
-                    "--json",
-                    "--jid",
-                    summary[who]["jid"],
-                    "--ca",
-                    xmpp["ca"],
-                    "--server",
-                    xmpp["host"],
-                    "--port",
-                    str(xmpp["port"]),
-                    summary["thing"],
-                ],
+                [sys.executable, "-m", "ncap", command, *connection, summary["thing"], *rest],
                 capture_output=True,
                 text=True,
                 timeout=60,
@@ -72,16 +69,35 @@ def _run_demo_and_read(workdir: Path) -> None:
                 check=False,
             )
 
-        owner = read("owner")
+        owner = ncap("owner", "read", "--json")
         assert owner.returncode == 0, owner.stderr
         readout = json.loads(owner.stdout)
         names = {field["name"] for node in readout["nodes"] for field in node["fields"]}
         assert names == {"temperature", "humidity", "pressure", "coil-current"}
 
-        stranger = read("stranger")
+        stranger = ncap("stranger", "read", "--json")
         assert stranger.returncode != 0
         assert "forbidden" in stranger.stderr
         assert stranger.stdout == ""
+
+        tree = ncap("owner", "nodes")
+        assert tree.returncode == 0, tree.stderr
+        assert tree.stdout.splitlines()[:2] == [
+            "demo  ncap:Gateway  readable, controllable",
+            "  env-sensor  ncap:Tim  readable",
+        ]
+        assert "    relay/relay  ncap:Channel:actuator  readable, controllable" in tree.stdout
+
+        switched = ncap("owner", "set", "relay/relay", "relay", "true")
+        assert switched.returncode == 0, switched.stderr
+        assert switched.stdout.strip() == "relay/relay: relay = true"
+        refused = ncap("owner", "set", "relay/relay", "relay", "maybe")
+        assert refused.returncode != 0
+        assert "relay" in refused.stderr
+
+        watched = ncap("owner", "watch", "relay/relay", "relay", "--count", "1")
+        assert watched.returncode == 0, watched.stderr
+        assert watched.stdout.strip().endswith("relay/relay: relay=1")
 
         prosody_pid = int((workdir / "prosody" / "prosody.pid").read_text())
         assert pid_alive(prosody_pid)
