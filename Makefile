@@ -2,7 +2,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test unit lint clean
+.PHONY: setup demo test unit lint bench clean
 
 setup:
 	@scripts/setup.sh
@@ -15,6 +15,9 @@ test: setup lint
 
 unit: setup
 	$(BIN)/pytest -q -m "not integration"
+
+bench: setup
+	$(BIN)/python bench/readout_latency.py
 
 lint:
 	$(BIN)/ruff check .
