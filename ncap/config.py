@@ -66,6 +66,9 @@ class Config(_Section):
         seen_names: set[str] = set()
         seen_ports: set[str] = set()
         for index, tim in enumerate(self.tim):
+            if tim.name == self.gateway.name:
+                # Both are node ids in the same data source.
+                raise _KeyedProblem(f"tim[{index}].name", "must differ from gateway.name")
             if tim.name in seen_names:
                 raise _KeyedProblem(f"tim[{index}].name", f"duplicate TIM name {tim.name!r}")
             if tim.port in seen_ports:

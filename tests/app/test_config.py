@@ -85,6 +85,13 @@ def test_duplicate_tim_names_are_rejected(tmp_path: Path) -> None:
     assert caught.value.key == "tim[1].name"
 
 
+def test_tim_named_like_the_gateway_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, GOOD.replace('name = "env"', 'name = "gw-1"')))
+    assert caught.value.key == "tim[0].name"
+    assert caught.value.problem == "must differ from gateway.name"
+
+
 def test_secret_readable_by_others_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(_write(tmp_path, GOOD, secret_mode=0o644))
