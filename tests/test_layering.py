@@ -54,7 +54,13 @@ PURE_CODECS = {
     "xep.dialect",
 }
 # What a pure codec may import from the project besides other pure codecs.
-PURE_SUPPORT = {"tim_drivers.errors", "xep.errors", "tim_drivers.codec", "xep.xep_0323"}
+PURE_SUPPORT = {
+    "tim_drivers.errors",
+    "xep.errors",
+    "xep.xmlutil",
+    "tim_drivers.codec",
+    "xep.xep_0323",
+}
 IO_MODULES = {"asyncio", "serial", "serial_asyncio_fast", "slixmpp", "socket", "selectors", "time"}
 
 

@@ -34,6 +34,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from xep.xmlutil import local_of, qname
+
 __all__ = [
     "DIALECTS",
     "IEEE",
@@ -116,14 +118,11 @@ class SensorDataNames:
 
     def tag(self, local: str) -> str:
         """Clark notation ``{namespace}local``."""
-        return f"{{{self.namespace}}}{local}"
+        return qname(self.namespace, local)
 
     def local(self, tag: object) -> str | None:
         """Local name of a Clark-notation tag in this namespace, else None."""
-        prefix = "{" + self.namespace + "}"
-        if isinstance(tag, str) and tag.startswith(prefix):
-            return tag[len(prefix) :]
-        return None
+        return local_of(tag, self.namespace)
 
     def kind_tag(self, kind: str) -> str:
         """Element name of a field value kind (given as its ``FieldKind`` value)."""

@@ -19,6 +19,7 @@ import logging
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Self
 
 from tim_drivers.errors import FrameError, LengthMismatch, TruncatedFrame
 
@@ -156,8 +157,8 @@ def _unpack_addressed(data: bytes) -> tuple[int, int, int, bytes]:
 
 
 @dataclass(frozen=True, slots=True)
-class Command:
-    """Command message, NCAP -> TIM (Table 12)."""
+class _AddressedMessage:
+    """The Table 12 / Table 14 layout: a channel, class, function and arguments."""
 
     channel: int
     cmd_class: int
@@ -166,37 +167,27 @@ class Command:
 
     def __post_init__(self) -> None:
         _pack_addressed(self.channel, self.cmd_class, self.function, self.args)
+
+    def to_bytes(self) -> bytes:
+        return _pack_addressed(self.channel, self.cmd_class, self.function, self.args)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Self:
+        return cls(*_unpack_addressed(data))
+
+
+@dataclass(frozen=True, slots=True)
+class Command(_AddressedMessage):
+    """Command message, NCAP -> TIM (Table 12); ``channel`` is the destination channel."""
 
     @property
     def reply_expected(self) -> bool:
         return reply_expected(self.cmd_class, self.function)
 
-    def to_bytes(self) -> bytes:
-        return _pack_addressed(self.channel, self.cmd_class, self.function, self.args)
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Command:
-        return cls(*_unpack_addressed(data))
-
 
 @dataclass(frozen=True, slots=True)
-class TimInitiated:
+class TimInitiated(_AddressedMessage):
     """TIM-initiated message (Table 14); ``channel`` is the source channel."""
-
-    channel: int
-    cmd_class: int
-    function: int
-    args: bytes = b""
-
-    def __post_init__(self) -> None:
-        _pack_addressed(self.channel, self.cmd_class, self.function, self.args)
-
-    def to_bytes(self) -> bytes:
-        return _pack_addressed(self.channel, self.cmd_class, self.function, self.args)
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> TimInitiated:
-        return cls(*_unpack_addressed(data))
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from xep.errors import StanzaError
 from xep.iot_events.model import FieldTrigger, SubscribeRequest
 from xep.xep_0323 import convert as sd
 from xep.xep_0323.model import FieldType, NodeRef
+from xep.xmlutil import WS, expect, local_name, parse_bool, parse_tokens, qname, set_tokens
 
 __all__ = [
     "NS",
@@ -40,7 +41,6 @@ __all__ = [
 ]
 
 NS = "urn:xmpp:iot:events"
-_WS = " \t\r\n"
 
 
 def _camel(name: str) -> str:
@@ -57,7 +57,6 @@ _FIELD_TYPE_INPUT_ONLY: tuple[tuple[FieldType, str], ...] = (
     (FieldType.ALL, "all"),
     (FieldType.HISTORICAL, "historical"),
 )
-_TOKEN_ATTRS = ("serviceToken", "deviceToken", "userToken")
 _DURATION_ATTRS = (("max_age", "maxAge"), ("min_interval", "minInterval"))
 _TRIGGER_ATTRS = (
     ("current_value", "currentValue"),
@@ -68,20 +67,7 @@ _TRIGGER_ATTRS = (
 
 
 def _q(local: str) -> str:
-    return f"{{{NS}}}{local}"
-
-
-def _local(elem: Element) -> str | None:
-    tag = elem.tag
-    prefix = "{" + NS + "}"
-    if isinstance(tag, str) and tag.startswith(prefix):
-        return tag[len(prefix) :]
-    return None
-
-
-def _expect(elem: Element, local: str) -> None:
-    if _local(elem) != local:
-        raise StanzaError(f"expected <{local} xmlns='{NS}'>, got {elem.tag!r}")
+    return qname(NS, local)
 
 
 def _seqnr(elem: Element, local: str) -> int:
@@ -102,7 +88,7 @@ _DURATION = re.compile(
 
 def parse_duration(text: str, what: str = "duration") -> timedelta:
     """Parse a non-negative ``xs:duration`` of fixed length (``PnDTnHnMnS``, fractional seconds)."""
-    value = text.strip(_WS)
+    value = text.strip(WS)
     match = _DURATION.fullmatch(value)
     if match is None:
         raise StanzaError(f"{what}: {text!r} is not a non-negative xs:duration")
@@ -143,7 +129,7 @@ _DOUBLE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?", re.AS
 
 def parse_double(text: str, what: str = "number") -> float:
     """A finite ``xs:double`` (``INF``/``NaN`` are rejected: thresholds must be finite)."""
-    value = text.strip(_WS)
+    value = text.strip(WS)
     if len(value) > 64 or _DOUBLE.fullmatch(value) is None:
         raise StanzaError(f"{what}: {text!r} is not a finite xs:double")
     number = float(value)
@@ -179,13 +165,7 @@ def subscribe_to_xml(request: SubscribeRequest) -> Element:
         for flag, attr in _FIELD_TYPE_ATTRS:
             if flag & request.types:
                 elem.set(attr, "true")
-    for attr, tokens in zip(
-        _TOKEN_ATTRS,
-        (request.service_tokens, request.device_tokens, request.user_tokens),
-        strict=True,
-    ):
-        if tokens:
-            elem.set(attr, " ".join(tokens))
+    set_tokens(elem, request)
     for field_name, attr in (*_DURATION_ATTRS, ("max_interval", "maxInterval")):
         duration: timedelta | None = getattr(request, field_name)
         if duration is not None:
@@ -201,13 +181,6 @@ def subscribe_to_xml(request: SubscribeRequest) -> Element:
             if number is not None:
                 child.set(attr, format_double(number))
     return elem
-
-
-def _tokens(elem: Element, attr: str) -> tuple[str, ...]:
-    tokens = tuple((elem.get(attr) or "").split())
-    if len(tokens) > sd.MAX_TOKENS:
-        raise StanzaError(f"too many {attr} values ({len(tokens)} > {sd.MAX_TOKENS})")
-    return tokens
 
 
 def _opt_duration(elem: Element, attr: str) -> timedelta | None:
@@ -232,19 +205,19 @@ def _trigger_from_xml(elem: Element) -> FieldTrigger:
 
 def subscribe_from_xml(elem: Element) -> SubscribeRequest:
     """Parse ``<subscribe>``. Without any type flag the subscription covers ``FieldType.ALL``."""
-    _expect(elem, "subscribe")
+    expect(elem, NS, "subscribe")
     seqnr = _seqnr(elem, "subscribe")
     types = FieldType(0)
     for flag, attr in _FIELD_TYPE_ATTRS + _FIELD_TYPE_INPUT_ONLY:
         text = elem.get(attr)
-        if text is not None and sd.parse_bool(text, f"attribute {attr!r}"):
+        if text is not None and parse_bool(text, f"attribute {attr!r}"):
             types |= flag
     req = elem.get("req")
-    initial = False if req is None else sd.parse_bool(req, "attribute 'req'")
+    initial = False if req is None else parse_bool(req, "attribute 'req'")
     nodes: list[NodeRef] = []
     triggers: list[FieldTrigger] = []
     for child in elem:
-        local = _local(child)
+        local = local_name(child, NS)
         if local is None:
             continue  # foreign extension element
         if local == "node":
@@ -269,9 +242,9 @@ def subscribe_from_xml(elem: Element) -> SubscribeRequest:
             min_interval=_opt_duration(elem, "minInterval"),
             max_interval=_opt_duration(elem, "maxInterval"),
             initial_readout=initial,
-            service_tokens=_tokens(elem, "serviceToken"),
-            device_tokens=_tokens(elem, "deviceToken"),
-            user_tokens=_tokens(elem, "userToken"),
+            service_tokens=parse_tokens(elem, "serviceToken", sd.MAX_TOKENS),
+            device_tokens=parse_tokens(elem, "deviceToken", sd.MAX_TOKENS),
+            user_tokens=parse_tokens(elem, "userToken", sd.MAX_TOKENS),
         )
     except ValueError as err:  # model invariants (StanzaError is a ValueError too)
         raise StanzaError(str(err)) from err
@@ -287,5 +260,5 @@ def unsubscribe_to_xml(seqnr: int) -> Element:
 
 def unsubscribe_from_xml(elem: Element) -> int:
     """``seqnr`` of an ``<unsubscribe>``."""
-    _expect(elem, "unsubscribe")
+    expect(elem, NS, "unsubscribe")
     return _seqnr(elem, "unsubscribe")

@@ -52,6 +52,7 @@ from xep.xep_0323.model import (
     ReadoutRequest,
     SensorDataSource,
 )
+from xep.xmlutil import local_name
 
 __all__ = ["Authorizer", "IoTEvents", "Subscription", "deny_all"]
 
@@ -59,7 +60,6 @@ _LOGGER = logging.getLogger(__name__)
 
 NS = convert.NS
 SD_NS = sd_convert.NS
-_SD_PREFIX = "{" + SD_NS + "}"
 
 #: ``async (requester full JID, equivalent read-out request) -> allowed``.
 Authorizer = Callable[[JID, ReadoutRequest], Awaitable[bool]]
@@ -82,8 +82,7 @@ async def deny_all(requester: JID, request: ReadoutRequest) -> bool:
 
 
 def _sd_local(elem: Element) -> str | None:
-    tag = elem.tag
-    return tag[len(_SD_PREFIX) :] if isinstance(tag, str) and tag.startswith(_SD_PREFIX) else None
+    return local_name(elem, SD_NS)
 
 
 def _consume(future: asyncio.Future) -> None:

@@ -58,6 +58,7 @@ from xep.xep_0323.model import (
     QoS,
     ReadoutRequest,
 )
+from xep.xmlutil import WS, bool_attr, parse_bool, parse_tokens, set_tokens
 
 __all__ = [
     "MAX_ERRORS",
@@ -121,7 +122,6 @@ MAX_MESSAGE_BYTES = 32 * 1024
 _FIELD_TYPE_ATTRS: tuple[tuple[FieldType, str], ...]
 _QOS_ATTRS: tuple[tuple[QoS, str], ...]
 _TOKEN_ATTRS = XSF.sensordata.token_attrs
-_WS = " \t\r\n"
 
 
 def _names(dialect: Dialect) -> SensorDataNames:
@@ -175,23 +175,8 @@ def _ours(elem: Element, dialect: Dialect = XSF) -> list[Element]:
 # -- scalars ------------------------------------------------------------------------------------
 
 
-def parse_bool(text: str, what: str = "boolean") -> bool:
-    """xs:boolean: ``true``/``false``/``1``/``0`` (surrounding whitespace allowed)."""
-    value = text.strip(_WS)
-    if value in ("true", "1"):
-        return True
-    if value in ("false", "0"):
-        return False
-    raise StanzaError(f"{what}: {text!r} is not an xs:boolean")
-
-
-def _bool_attr(elem: Element, name: str, default: bool = False) -> bool:
-    text = elem.get(name)
-    return default if text is None else parse_bool(text, f"attribute {name!r}")
-
-
 def _parse_int(text: str, what: str, low: int = INT32_MIN, high: int = INT32_MAX) -> int:
-    value = text.strip(_WS)
+    value = text.strip(WS)
     if re.fullmatch(r"[+-]?\d{1,20}", value, re.ASCII) is None:
         raise StanzaError(f"{what}: {text!r} is not an integer")
     number = int(value)
@@ -276,7 +261,7 @@ def parse_datetime(text: str, *, default_tz: tzinfo | None = None) -> datetime:
     A value without zone is read in ``default_tz`` (None: the local zone). ``24:00:00`` is the
     next midnight; fractions beyond microseconds are truncated.
     """
-    match = _DATETIME.fullmatch(text.strip(_WS))
+    match = _DATETIME.fullmatch(text.strip(WS))
     if match is None:
         raise StanzaError(f"{text!r} is not an xs:dateTime")
     try:
@@ -325,7 +310,7 @@ def _opt_datetime(elem: Element, name: str, default_tz: tzinfo | None) -> dateti
 def _types_from_attrs(elem: Element, table: Iterable[tuple[FieldType, str]]) -> FieldType:
     types = FieldType(0)
     for flag, attr in table:
-        if _bool_attr(elem, attr):
+        if bool_attr(elem, attr):
             types |= flag
     return types
 
@@ -406,25 +391,12 @@ def request_to_xml(request: ReadoutRequest, *, dialect: Dialect = XSF) -> Elemen
     ):
         if value is not None:
             elem.set(attr, format_datetime(value))
-    for attr, tokens in zip(
-        names.token_attrs,
-        (request.service_tokens, request.device_tokens, request.user_tokens),
-        strict=True,
-    ):
-        if tokens:
-            elem.set(attr, " ".join(tokens))
+    set_tokens(elem, request, names.token_attrs)
     for ref in request.nodes:
         _node_ref_attrs(SubElement(elem, names.tag(names.req_node)), ref, dialect)
     for name in request.field_names:
         SubElement(elem, names.tag(names.req_field), {names.req_field_name: name})
     return elem
-
-
-def _tokens(elem: Element, attr: str) -> tuple[str, ...]:
-    tokens = tuple((elem.get(attr) or "").split())
-    if len(tokens) > MAX_TOKENS:
-        raise StanzaError(f"too many {attr} values ({len(tokens)} > {MAX_TOKENS})")
-    return tokens
 
 
 def request_from_xml(
@@ -467,9 +439,9 @@ def request_from_xml(
             from_time=_opt_datetime(elem, names.from_attr, default_tz),
             to_time=_opt_datetime(elem, names.to_attr, default_tz),
             when=_opt_datetime(elem, names.when_attr, default_tz),
-            service_tokens=_tokens(elem, service),
-            device_tokens=_tokens(elem, device),
-            user_tokens=_tokens(elem, user),
+            service_tokens=parse_tokens(elem, service, MAX_TOKENS),
+            device_tokens=parse_tokens(elem, device, MAX_TOKENS),
+            user_tokens=parse_tokens(elem, user, MAX_TOKENS),
             request_id=request_id,
         )
     except ValueError as err:  # model invariants (StanzaError is a ValueError too)
@@ -496,7 +468,7 @@ def accepted_from_xml(elem: Element, *, dialect: Dialect = XSF) -> Accepted:
     names = _names(dialect)
     _expect(elem, names.accepted, dialect=dialect)
     seqnr, request_id = parse_wire_id(elem, dialect=dialect)
-    return Accepted(seqnr, _bool_attr(elem, names.queued_attr), request_id)
+    return Accepted(seqnr, bool_attr(elem, names.queued_attr), request_id)
 
 
 _SEQNR_ONLY = ("started", "done", "cancel", "cancelled")
@@ -573,10 +545,10 @@ def field_from_xml(elem: Element, *, dialect: Dialect = XSF) -> Field:
     if value is None:
         raise StanzaError(f"field {name!r} lacks the required {names.field_value!r} attribute")
     if kind not in (FieldKind.STRING, FieldKind.ENUM):
-        value = value.strip(_WS)  # xs whiteSpace=collapse; never reformat otherwise
+        value = value.strip(WS)  # xs whiteSpace=collapse; never reformat otherwise
     qos = QoS(0)
     for flag, attr in _qos_flags(names.qos_attrs):
-        if _bool_attr(elem, attr):
+        if bool_attr(elem, attr):
             qos |= flag
     writable = elem.get(names.field_writable)
     try:
@@ -629,8 +601,8 @@ def fields_to_xml(message: FieldsMessage, *, dialect: Dialect = XSF) -> Element:
 
 def _is_done(elem: Element, names: SensorDataNames) -> bool:
     if names.more_attr is not None:
-        return not _bool_attr(elem, names.more_attr)
-    return names.done_attr is not None and _bool_attr(elem, names.done_attr)
+        return not bool_attr(elem, names.more_attr)
+    return names.done_attr is not None and bool_attr(elem, names.done_attr)
 
 
 def _parse_results(

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from xep.xmlutil import check_aware, check_text, check_tokens, is_xml_text, xml_safe
+
 __all__ = [
     "INT32_MAX",
     "INT32_MIN",
@@ -127,23 +129,6 @@ _INT_RANGE: dict[FieldKind, tuple[int, int]] = {
     FieldKind.INT: (INT32_MIN, INT32_MAX),
     FieldKind.LONG: (INT64_MIN, INT64_MAX),
 }
-# Characters that XML 1.0 cannot carry at all (outside the ``Char`` production).
-_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
-def is_xml_text(text: str) -> bool:
-    """True if ``text`` can be carried in an XML 1.0 document (no control characters etc.)."""
-    return _NOT_XML_CHAR.search(text) is None
-
-
-def _check_text(what: str, text: str) -> None:
-    if not is_xml_text(text):
-        raise ValueError(f"{what} contains characters XML cannot carry: {text!r}")
-
-
-def _check_aware(what: str, value: datetime | None) -> None:
-    if value is not None and value.utcoffset() is None:
-        raise ValueError(f"{what} must be timezone-aware, got {value.isoformat()}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +145,7 @@ class NodeRef:
             ("source_id", self.source_id or ""),
             ("cache_type", self.cache_type or ""),
         ):
-            _check_text(what, text)
+            check_text(what, text)
 
     def matches(self, other: NodeRef) -> bool:
         """True if ``other`` is addressed by this (request) reference.
@@ -194,10 +179,10 @@ class Field:
     writable: bool | None = None
 
     def __post_init__(self) -> None:
-        _check_text("field name", self.name)
-        _check_text("unit", self.unit)
-        _check_text("data_type", self.data_type)
-        _check_text("value", self.value)
+        check_text("field name", self.name)
+        check_text("unit", self.unit)
+        check_text("data_type", self.data_type)
+        check_text("value", self.value)
         if self.unit and self.kind is not FieldKind.NUMERIC:
             raise ValueError(f"field {self.name!r}: unit is only allowed on numeric fields")
         if self.data_type and self.kind is not FieldKind.ENUM:
@@ -284,7 +269,7 @@ class Field:
     ) -> Field:
         """A ``string`` field. Characters XML cannot carry (NUL, other C0 controls...) are
         replaced by U+FFFD so device-supplied text can never break the XMPP stream."""
-        text = _NOT_XML_CHAR.sub("\ufffd", value)
+        text = xml_safe(value)
         return cls(name, FieldKind.STRING, text, types=types, qos=qos, writable=writable)
 
     @classmethod
@@ -348,7 +333,7 @@ class NodeFields:
     fields: tuple[Field, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_aware("timestamp", self.timestamp)
+        check_aware("timestamp", self.timestamp)
         object.__setattr__(self, "fields", tuple(self.fields))
 
 
@@ -361,11 +346,8 @@ class NodeFailure:
     message: str
 
     def __post_init__(self) -> None:
-        _check_aware("timestamp", self.timestamp)
-        _check_text("message", self.message)
-
-
-_TOKEN = re.compile(r"\S+")
+        check_aware("timestamp", self.timestamp)
+        check_text("message", self.message)
 
 
 def _check_seqnr(seqnr: int, request_id: str | None) -> None:
@@ -404,13 +386,11 @@ class ReadoutRequest:
         for attr in ("nodes", "field_names", "service_tokens", "device_tokens", "user_tokens"):
             object.__setattr__(self, attr, tuple(getattr(self, attr)))
         for name in self.field_names:
-            _check_text("field name", name)
-        for token in (*self.service_tokens, *self.device_tokens, *self.user_tokens):
-            if _TOKEN.fullmatch(token) is None or not is_xml_text(token):
-                raise ValueError(f"invalid token {token!r} (empty or contains whitespace)")
-        _check_aware("from_time", self.from_time)
-        _check_aware("to_time", self.to_time)
-        _check_aware("when", self.when)
+            check_text("field name", name)
+        check_tokens((*self.service_tokens, *self.device_tokens, *self.user_tokens))
+        check_aware("from_time", self.from_time)
+        check_aware("to_time", self.to_time)
+        check_aware("when", self.when)
 
     @property
     def wire_id(self) -> str:

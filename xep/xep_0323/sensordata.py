@@ -64,13 +64,13 @@ from xep.xep_0323.model import (
     SensorDataSource,
 )
 from xep.xep_0323.stanza import register_stanzas
+from xep.xmlutil import local_name
 
 __all__ = ["XEP_0323", "Authorizer", "deny_all"]
 
 _LOGGER = logging.getLogger(__name__)
 
 NS = convert.NS
-_PREFIX = "{" + NS + "}"
 _DISCO_INFO = "http://jabber.org/protocol/disco#info"
 
 #: ``async (requester full JID, request) -> allowed``.
@@ -93,8 +93,7 @@ async def deny_all(requester: JID, request: ReadoutRequest) -> bool:
 
 
 def _local(elem: Element) -> str | None:
-    tag = elem.tag
-    return tag[len(_PREFIX) :] if isinstance(tag, str) and tag.startswith(_PREFIX) else None
+    return local_name(elem, NS)
 
 
 def _split_tag(tag: object) -> tuple[Dialect, str] | None:

@@ -36,6 +36,16 @@ from xep.xep_0325.model import (
     ParameterKind,
     SetResult,
 )
+from xep.xmlutil import (
+    WS,
+    XML_LANG,
+    expect,
+    local_name,
+    parse_bool,
+    parse_tokens,
+    qname,
+    set_tokens,
+)
 
 __all__ = [
     "DATATYPES",
@@ -73,7 +83,6 @@ NS = "urn:xmpp:iot:control"
 XDATA_NS = "jabber:x:data"
 XDV_NS = "http://jabber.org/protocol/xdata-validate"
 XDD_NS = "urn:xmpp:xdata:dynamic"
-XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 #: Hidden XEP-0336 form field carrying a form session id.
 SESSION_VAR = "xdd session"
 
@@ -120,41 +129,20 @@ LEGACY_CONDITIONS: dict[str, str] = {
 }
 
 _KIND_BY_TAG: dict[str, ParameterKind] = {kind.value: kind for kind in ParameterKind}
-_TOKEN_ATTRS = ("serviceToken", "deviceToken", "userToken")
-_WS = " \t\r\n"
 _CONTROL_FIELD_TYPES = ("boolean", "text-single", "list-single", "text-private")
 
 
 def _q(local: str) -> str:
-    return f"{{{NS}}}{local}"
+    return qname(NS, local)
 
 
 def _x(local: str) -> str:
-    return f"{{{XDATA_NS}}}{local}"
+    return qname(XDATA_NS, local)
 
 
 def _local(elem: Element) -> str | None:
     """Local name of ``elem`` if it is in our namespace, else None."""
-    tag = elem.tag
-    prefix = "{" + NS + "}"
-    if isinstance(tag, str) and tag.startswith(prefix):
-        return tag[len(prefix) :]
-    return None
-
-
-def _expect(elem: Element, local: str) -> None:
-    if _local(elem) != local:
-        raise StanzaError(f"expected <{local} xmlns='{NS}'>, got {elem.tag!r}")
-
-
-def parse_bool(text: str, what: str = "boolean") -> bool:
-    """xs:boolean: ``true``/``false``/``1``/``0`` (surrounding whitespace allowed)."""
-    value = text.strip(_WS)
-    if value in ("true", "1"):
-        return True
-    if value in ("false", "0"):
-        return False
-    raise StanzaError(f"{what}: {text!r} is not an xs:boolean")
+    return local_name(elem, NS)
 
 
 # -- node references and tokens ----------------------------------------------------------------
@@ -181,21 +169,8 @@ def node_ref_from_xml(elem: Element) -> NodeRef:
         raise StanzaError(str(err)) from err
 
 
-def _tokens(elem: Element, attr: str) -> tuple[str, ...]:
-    tokens = tuple((elem.get(attr) or "").split())
-    if len(tokens) > MAX_TOKENS:
-        raise StanzaError(f"too many {attr} values ({len(tokens)} > {MAX_TOKENS})")
-    return tokens
-
-
 def _request_attrs(elem: Element, request: ControlRequest) -> None:
-    for attr, tokens in zip(
-        _TOKEN_ATTRS,
-        (request.service_tokens, request.device_tokens, request.user_tokens),
-        strict=True,
-    ):
-        if tokens:
-            elem.set(attr, " ".join(tokens))
+    set_tokens(elem, request)
     if request.lang is not None:
         elem.set(XML_LANG, request.lang)
 
@@ -227,7 +202,7 @@ def value_from_xml(elem: Element) -> ControlValue:
     if value is None:
         raise StanzaError(f"parameter {name!r} lacks the required 'value' attribute")
     if kind is not ParameterKind.STRING:
-        value = value.strip(_WS)  # xs whiteSpace=collapse; never reformat otherwise
+        value = value.strip(WS)  # xs whiteSpace=collapse; never reformat otherwise
     try:
         return ControlValue(name, kind, value)
     except ValueError as err:
@@ -295,7 +270,7 @@ def set_to_xml(request: ControlRequest) -> Element:
 
 def set_from_xml(elem: Element) -> ControlRequest:
     """Parse ``<set>`` (from an IQ or a message)."""
-    _expect(elem, "set")
+    expect(elem, NS, "set")
     nodes: list[NodeRef] = []
     values: list[ControlValue] = []
     forms: list[Element] = []
@@ -325,9 +300,9 @@ def set_from_xml(elem: Element) -> ControlRequest:
             values=tuple(values),
             form=fields,
             session=session,
-            service_tokens=_tokens(elem, "serviceToken"),
-            device_tokens=_tokens(elem, "deviceToken"),
-            user_tokens=_tokens(elem, "userToken"),
+            service_tokens=parse_tokens(elem, "serviceToken", MAX_TOKENS),
+            device_tokens=parse_tokens(elem, "deviceToken", MAX_TOKENS),
+            user_tokens=parse_tokens(elem, "userToken", MAX_TOKENS),
             lang=elem.get(XML_LANG),
         )
     except ValueError as err:  # model invariants (StanzaError is a ValueError too)
@@ -344,7 +319,7 @@ def get_form_to_xml(request: ControlRequest) -> Element:
 
 def get_form_from_xml(elem: Element) -> ControlRequest:
     """Parse ``<getForm>`` into a request without values."""
-    _expect(elem, "getForm")
+    expect(elem, NS, "getForm")
     nodes: list[NodeRef] = []
     for child in elem:
         local = _local(child)
@@ -356,9 +331,9 @@ def get_form_from_xml(elem: Element) -> ControlRequest:
     try:
         return ControlRequest(
             nodes=tuple(nodes),
-            service_tokens=_tokens(elem, "serviceToken"),
-            device_tokens=_tokens(elem, "deviceToken"),
-            user_tokens=_tokens(elem, "userToken"),
+            service_tokens=parse_tokens(elem, "serviceToken", MAX_TOKENS),
+            device_tokens=parse_tokens(elem, "deviceToken", MAX_TOKENS),
+            user_tokens=parse_tokens(elem, "userToken", MAX_TOKENS),
             lang=elem.get(XML_LANG),
         )
     except ValueError as err:
@@ -386,7 +361,7 @@ def set_response_from_xml(
     An empty response means everything requested was applied. A non-empty one is a narrowing:
     a dimension it does not list (no ``<node>``, or no ``<parameter>``) stays as requested.
     """
-    _expect(elem, "setResponse")
+    expect(elem, NS, "setResponse")
     listed_nodes: list[NodeRef] = []
     listed_names: list[str] = []
     for child in elem:
@@ -439,7 +414,7 @@ def param_errors_from_xml(error: Element) -> dict[str, str]:
             continue
         var = child.get("var")
         if var is not None and var not in found:
-            found[var] = (child.text or "").strip(_WS)
+            found[var] = (child.text or "").strip(WS)
             if len(found) >= MAX_PARAM_ERRORS:
                 break
     return found
@@ -540,21 +515,21 @@ def _field_from_xml(field: Element, field_type: str, var: str) -> ControlParamet
     if field_type == "boolean":
         kind = ParameterKind.BOOLEAN
     else:
-        kind = _KIND_BY_DATATYPE.get(datatype.strip(_WS).lower(), ParameterKind.STRING)
+        kind = _KIND_BY_DATATYPE.get(datatype.strip(WS).lower(), ParameterKind.STRING)
     minimum = maximum = None
     if validate is not None and kind.numeric:
         bounds = validate.find(f"{{{XDV_NS}}}range")
         if bounds is not None:
             minimum, maximum = bounds.get("min"), bounds.get("max")
-            minimum = None if minimum is None else minimum.strip(_WS)
-            maximum = None if maximum is None else maximum.strip(_WS)
+            minimum = None if minimum is None else minimum.strip(WS)
+            maximum = None if maximum is None else maximum.strip(WS)
     options: list[str] = []
     if field_type == "list-single" and kind is not ParameterKind.BOOLEAN:
         for option in field.findall(_x("option")):
             if len(options) >= MAX_OPTIONS:
                 raise StanzaError(f"too many options in field {var!r} (limit {MAX_OPTIONS})")
             text = option.findtext(_x("value")) or ""
-            options.append(text if kind is ParameterKind.STRING else text.strip(_WS))
+            options.append(text if kind is ParameterKind.STRING else text.strip(WS))
     group_elem = field.find(_q("parameterGroup"))
     group = ""
     if group_elem is not None:
@@ -564,7 +539,7 @@ def _field_from_xml(field: Element, field_type: str, var: str) -> ControlParamet
         group = name
     value = _single_value(field, var)
     if kind is not ParameterKind.STRING:
-        value = value.strip(_WS)
+        value = value.strip(WS)
     try:
         return ControlParameter(
             name=var,

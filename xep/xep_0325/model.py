@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from xep.xep_0323.model import INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, NodeRef, is_xml_text
+from xep.xep_0323.model import INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, NodeRef
+from xep.xmlutil import check_text, check_tokens, is_xml_text
 
 __all__ = [
     "RESERVED_NAMES",
@@ -87,17 +88,11 @@ _INT_BOUNDS: dict[ParameterKind, tuple[int, int]] = {
     ParameterKind.INT: (INT32_MIN, INT32_MAX),
     ParameterKind.LONG: (INT64_MIN, INT64_MAX),
 }
-_TOKEN = re.compile(r"\S+")
 _MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
-def _check_text(what: str, text: str) -> None:
-    if not is_xml_text(text):
-        raise ValueError(f"{what} contains characters XML cannot carry: {text!r}")
-
-
 def _check_name(what: str, name: str) -> None:
-    _check_text(what, name)
+    check_text(what, name)
     if not name:
         raise ValueError(f"{what} must not be empty")
 
@@ -275,7 +270,7 @@ class FormValue:
 
     def __post_init__(self) -> None:
         _check_name("field name", self.name)
-        _check_text("field value", self.value)
+        check_text("field value", self.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +303,7 @@ class ControlParameter:
             ("description", self.description),
             ("group", self.group),
         ):
-            _check_text(what, text)
+            check_text(what, text)
         object.__setattr__(self, "options", tuple(self.options))
         if self.value:
             self._check_lexical("value", self.value)
@@ -459,13 +454,11 @@ class ControlRequest:
             object.__setattr__(self, attr, tuple(getattr(self, attr)))
         if self.values and self.form:
             raise ValueError("a request carries typed values or a form, not both")
-        for token in (*self.service_tokens, *self.device_tokens, *self.user_tokens):
-            if _TOKEN.fullmatch(token) is None or not is_xml_text(token):
-                raise ValueError(f"invalid token {token!r} (empty or contains whitespace)")
+        check_tokens((*self.service_tokens, *self.device_tokens, *self.user_tokens))
         if self.session is not None:
-            _check_text("session", self.session)
+            check_text("session", self.session)
         if self.lang is not None:
-            _check_text("lang", self.lang)
+            check_text("lang", self.lang)
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
@@ -521,9 +514,9 @@ class ControlForm:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "parameters", tuple(self.parameters))
-        _check_text("title", self.title)
+        check_text("title", self.title)
         if self.session is not None:
-            _check_text("session", self.session)
+            check_text("session", self.session)
 
     def find(self, name: str) -> ControlParameter | None:
         """The parameter called ``name``, or None."""

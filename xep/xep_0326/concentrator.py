@@ -368,6 +368,23 @@ class XEP_0326(BasePlugin):
                 raise ValueError(f"XEP-0326 node references need a source_id: {ref}")
         return refs
 
+    async def _node_infos(
+        self, to: JID | str, request: ConcentratorRequest, timeout: float
+    ) -> tuple[NodeInfo, ...]:
+        """The nodes of the OK response to a node-information ``request``.
+
+        A received node without ``sourceId`` takes the source of the matching request reference
+        (``getNode``/``getNodes``), else the source the request is about (its ``source_id``, or
+        its node's).
+        """
+        if request.command in (Command.GET_NODE, Command.GET_NODES):
+            response = await self._call(to, request, timeout, refs=request.refs)
+        else:
+            node = request.node
+            source = request.source_id if node is None else node.source_id
+            response = await self._call(to, request, timeout, default_source=source or "")
+        return response.nodes
+
     async def get_capabilities(self, to: JID | str, *, timeout: float = 10.0) -> tuple[str, ...]:
         """The command names the concentrator implements."""
         request = ConcentratorRequest(Command.GET_CAPABILITIES)
@@ -425,8 +442,7 @@ class XEP_0326(BasePlugin):
         request = ConcentratorRequest(
             Command.GET_NODE, node=ref, parameters=parameters, messages=messages
         )
-        response = await self._call(to, request, timeout, refs=(ref,))
-        return response.nodes[0]
+        return (await self._node_infos(to, request, timeout))[0]
 
     async def get_nodes(
         self,
@@ -442,7 +458,7 @@ class XEP_0326(BasePlugin):
         request = ConcentratorRequest(
             Command.GET_NODES, nodes=nodes, parameters=parameters, messages=messages
         )
-        return (await self._call(to, request, timeout, refs=nodes)).nodes
+        return await self._node_infos(to, request, timeout)
 
     async def get_all_nodes(
         self,
@@ -462,7 +478,7 @@ class XEP_0326(BasePlugin):
             parameters=parameters,
             messages=messages,
         )
-        return (await self._call(to, request, timeout, default_source=source_id)).nodes
+        return await self._node_infos(to, request, timeout)
 
     async def get_root_nodes(
         self,
@@ -477,7 +493,7 @@ class XEP_0326(BasePlugin):
         request = ConcentratorRequest(
             Command.GET_ROOT_NODES, source_id=source_id, parameters=parameters, messages=messages
         )
-        return (await self._call(to, request, timeout, default_source=source_id)).nodes
+        return await self._node_infos(to, request, timeout)
 
     async def get_child_nodes(
         self,
@@ -498,8 +514,7 @@ class XEP_0326(BasePlugin):
             parameters=parameters,
             messages=messages,
         )
-        source = ref.source_id or ""
-        return (await self._call(to, request, timeout, default_source=source)).nodes
+        return await self._node_infos(to, request, timeout)
 
     async def get_ancestors(
         self,
@@ -515,5 +530,4 @@ class XEP_0326(BasePlugin):
         request = ConcentratorRequest(
             Command.GET_ANCESTORS, node=ref, parameters=parameters, messages=messages
         )
-        source = ref.source_id or ""
-        return (await self._call(to, request, timeout, default_source=source)).nodes
+        return await self._node_infos(to, request, timeout)

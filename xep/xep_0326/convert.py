@@ -28,7 +28,7 @@ from datetime import tzinfo
 from xml.etree.ElementTree import Element, SubElement
 
 from xep.errors import StanzaError
-from xep.xep_0323.convert import format_datetime, parse_bool, parse_datetime
+from xep.xep_0323.convert import format_datetime, parse_datetime
 from xep.xep_0326.model import (
     DATA_SOURCE_COMMANDS,
     NODE_COMMANDS,
@@ -48,6 +48,16 @@ from xep.xep_0326.model import (
     ParameterKind,
     ResultCode,
     SortOrder,
+)
+from xep.xmlutil import (
+    WS,
+    XML_LANG,
+    bool_attr,
+    local_of,
+    parse_bool,
+    parse_tokens,
+    qname,
+    set_tokens,
 )
 
 __all__ = [
@@ -80,7 +90,6 @@ __all__ = [
 ]
 
 NS = "urn:xmpp:iot:concentrators"
-XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
 #: Most ``<node>`` references accepted in one ``containsNodes``/``getNodes`` request.
 MAX_REQUEST_NODES = 256
@@ -101,37 +110,26 @@ MAX_PARAMETERS = 256
 #: Most status messages accepted per node.
 MAX_MESSAGES = 256
 
-_TOKEN_ATTRS = ("serviceToken", "deviceToken", "userToken")
 _COMMAND_BY_LOCAL: dict[str, Command] = {command.value: command for command in Command}
 _COMMAND_BY_RESPONSE: dict[str, Command] = {command.response: command for command in Command}
 _KIND_BY_TAG: dict[str, ParameterKind] = {kind.value: kind for kind in ParameterKind}
 _STATE_BY_TEXT: dict[str, NodeState] = {state.value: state for state in NodeState}
 _RESULT_BY_TEXT: dict[str, ResultCode] = {code.value: code for code in ResultCode}
 _MESSAGE_TYPE_BY_TEXT: dict[str, MessageType] = {kind.value: kind for kind in MessageType}
-_WS = " \t\r\n"
 
 
 def _q(local: str) -> str:
-    return f"{{{NS}}}{local}"
+    return qname(NS, local)
 
 
 def _local(elem: Element) -> str | None:
     """Local name of ``elem`` if it is in our namespace, else None."""
-    tag = elem.tag
-    prefix = "{" + NS + "}"
-    if isinstance(tag, str) and tag.startswith(prefix):
-        return tag[len(prefix) :]
-    return None
+    return local_of(elem.tag, NS)
 
 
 def _ours(elem: Element) -> list[Element]:
     """Children in our namespace (foreign extension elements are skipped)."""
     return [child for child in elem if _local(child) is not None]
-
-
-def _bool_attr(elem: Element, name: str, default: bool = False) -> bool:
-    text = elem.get(name)
-    return default if text is None else parse_bool(text, f"attribute {name!r}")
 
 
 def _set_flag(elem: Element, name: str, value: bool) -> None:
@@ -190,13 +188,7 @@ def request_to_xml(request: ConcentratorRequest) -> Element:
     _set_flag(elem, "messages", request.messages)
     if request.lang is not None:
         elem.set(XML_LANG, request.lang)
-    for attr, tokens in zip(
-        _TOKEN_ATTRS,
-        (request.service_tokens, request.device_tokens, request.user_tokens),
-        strict=True,
-    ):
-        if tokens:
-            elem.set(attr, " ".join(tokens))
+    set_tokens(elem, request)
     for ref in request.nodes:
         _set_ref(SubElement(elem, _q("node")), ref)
     for node_type in request.only_if_derived_from:
@@ -206,13 +198,6 @@ def request_to_xml(request: ConcentratorRequest) -> Element:
         if not order.ascending:
             sort.set("ascending", "false")
     return elem
-
-
-def _tokens(elem: Element, attr: str) -> tuple[str, ...]:
-    tokens = tuple((elem.get(attr) or "").split())
-    if len(tokens) > MAX_TOKENS:
-        raise StanzaError(f"too many {attr} values ({len(tokens)} > {MAX_TOKENS})")
-    return tokens
 
 
 def request_from_xml(elem: Element) -> ConcentratorRequest:
@@ -243,14 +228,14 @@ def request_from_xml(elem: Element) -> ConcentratorRequest:
                 raise StanzaError(
                     f"too many <onlyIfDerivedFrom> elements (limit {MAX_DERIVED_FROM})"
                 )
-            derived.append((child.text or "").strip(_WS))
+            derived.append((child.text or "").strip(WS))
         elif local == "sortOrder" and command is Command.GET_CHILD_NODES:
             if len(sort_order) >= MAX_SORT_KEYS:
                 raise StanzaError(f"too many <sortOrder> elements (limit {MAX_SORT_KEYS})")
             try:
                 sort_order.append(
                     SortOrder(
-                        _required(child, "parameterName"), _bool_attr(child, "ascending", True)
+                        _required(child, "parameterName"), bool_attr(child, "ascending", True)
                     )
                 )
             except ValueError as err:
@@ -263,13 +248,13 @@ def request_from_xml(elem: Element) -> ConcentratorRequest:
             source_id=source_id,
             node=node,
             nodes=tuple(nodes),
-            parameters=with_info and _bool_attr(elem, "parameters"),
-            messages=with_info and _bool_attr(elem, "messages"),
+            parameters=with_info and bool_attr(elem, "parameters"),
+            messages=with_info and bool_attr(elem, "messages"),
             only_if_derived_from=tuple(derived),
             sort_order=tuple(sort_order),
-            service_tokens=_tokens(elem, "serviceToken"),
-            device_tokens=_tokens(elem, "deviceToken"),
-            user_tokens=_tokens(elem, "userToken"),
+            service_tokens=parse_tokens(elem, "serviceToken", MAX_TOKENS),
+            device_tokens=parse_tokens(elem, "deviceToken", MAX_TOKENS),
+            user_tokens=parse_tokens(elem, "userToken", MAX_TOKENS),
             lang=elem.get(XML_LANG),
         )
     except ValueError as err:  # model invariants (StanzaError is a ValueError too)
@@ -297,7 +282,7 @@ def data_source_from_xml(elem: Element, *, default_tz: tzinfo | None = None) -> 
         return DataSource(
             _required(elem, "sourceId"),
             _required(elem, "name"),
-            _bool_attr(elem, "hasChildren"),
+            bool_attr(elem, "hasChildren"),
             None if changed is None else parse_datetime(changed, default_tz=default_tz),
         )
     except ValueError as err:
@@ -320,7 +305,7 @@ def parameter_from_xml(elem: Element) -> NodeParameter:
         raise StanzaError(f"unknown parameter element {elem.tag!r}")
     value = _required(elem, "value")
     if kind is not ParameterKind.STRING:
-        value = value.strip(_WS)  # xs whiteSpace=collapse; never reformat otherwise
+        value = value.strip(WS)  # xs whiteSpace=collapse; never reformat otherwise
     try:
         return NodeParameter(_required(elem, "id"), _required(elem, "name"), kind, value)
     except ValueError as err:
@@ -344,7 +329,7 @@ def message_from_xml(elem: Element, *, default_tz: tzinfo | None = None) -> Node
     if _local(elem) != "message":
         raise StanzaError(f"expected <message xmlns='{NS}'>, got {elem.tag!r}")
     kind_text = _required(elem, "type")
-    kind = _MESSAGE_TYPE_BY_TEXT.get(kind_text.strip(_WS))
+    kind = _MESSAGE_TYPE_BY_TEXT.get(kind_text.strip(WS))
     if kind is None:
         raise StanzaError(f"unknown message type {kind_text!r}")
     try:
@@ -404,7 +389,7 @@ def node_info_from_xml(
     state_text = elem.get("state")
     state = NodeState.NONE
     if state_text is not None:
-        found = _STATE_BY_TEXT.get(state_text.strip(_WS))
+        found = _STATE_BY_TEXT.get(state_text.strip(WS))
         if found is None:
             raise StanzaError(f"unknown node state {state_text!r}")
         state = found
@@ -431,11 +416,11 @@ def node_info_from_xml(
             local_id=elem.get("localId", ""),
             log_id=elem.get("logId", ""),
             state=state,
-            has_children=_bool_attr(elem, "hasChildren"),
-            children_ordered=_bool_attr(elem, "childrenOrdered"),
-            is_readable=_bool_attr(elem, "isReadable"),
-            is_controllable=_bool_attr(elem, "isControllable"),
-            has_commands=_bool_attr(elem, "hasCommands"),
+            has_children=bool_attr(elem, "hasChildren"),
+            children_ordered=bool_attr(elem, "childrenOrdered"),
+            is_readable=bool_attr(elem, "isReadable"),
+            is_controllable=bool_attr(elem, "isControllable"),
+            has_commands=bool_attr(elem, "hasCommands"),
             parent_id=elem.get("parentId"),
             parent_cache_type=elem.get("parentCacheType"),
             last_changed=None
@@ -503,7 +488,7 @@ def response_from_xml(
     if command is None:
         raise StanzaError(f"not an implemented XEP-0326 response: {elem.tag!r}")
     result_text = _required(elem, "result")
-    result = _RESULT_BY_TEXT.get(result_text.strip(_WS))
+    result = _RESULT_BY_TEXT.get(result_text.strip(WS))
     if result is None:
         raise StanzaError(f"unknown result code {result_text!r}")
     if result is not ResultCode.OK:
@@ -537,7 +522,7 @@ def response_from_xml(
             nodes.append(node_info_from_xml(child, default_source=source, default_tz=default_tz))
     try:
         if command is Command.GET_CAPABILITIES:
-            return ConcentratorResponse(command, result, values=tuple(v.strip(_WS) for v in values))
+            return ConcentratorResponse(command, result, values=tuple(v.strip(WS) for v in values))
         if command in (Command.CONTAINS_NODE, Command.CONTAINS_NODES):
             flags = tuple(parse_bool(v, f"<{local}> value") for v in values)
             return ConcentratorResponse(command, result, contains=flags)

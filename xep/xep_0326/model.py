@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from xep.xep_0323.model import NodeRef, is_xml_text
+from xep.xep_0323.model import NodeRef
+from xep.xmlutil import check_aware, check_text, check_tokens
 
 __all__ = [
     "INT32_MAX",
@@ -163,17 +164,6 @@ _INT_RANGE: dict[ParameterKind, tuple[int, int]] = {
     ParameterKind.INT: (INT32_MIN, INT32_MAX),
     ParameterKind.LONG: (INT64_MIN, INT64_MAX),
 }
-_TOKEN = re.compile(r"\S+")
-
-
-def _check_text(what: str, text: str | None) -> None:
-    if text is not None and not is_xml_text(text):
-        raise ValueError(f"{what} contains characters XML cannot carry: {text!r}")
-
-
-def _check_aware(what: str, value: datetime | None) -> None:
-    if value is not None and value.utcoffset() is None:
-        raise ValueError(f"{what} must be timezone-aware, got {value.isoformat()}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,10 +182,10 @@ class DataSource:
     parent_id: str | None = None
 
     def __post_init__(self) -> None:
-        _check_text("source_id", self.source_id)
-        _check_text("name", self.name)
-        _check_text("parent_id", self.parent_id)
-        _check_aware("last_changed", self.last_changed)
+        check_text("source_id", self.source_id)
+        check_text("name", self.name)
+        check_text("parent_id", self.parent_id)
+        check_aware("last_changed", self.last_changed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,9 +198,9 @@ class NodeParameter:
     value: str
 
     def __post_init__(self) -> None:
-        _check_text("parameter id", self.id)
-        _check_text("parameter name", self.name)
-        _check_text("parameter value", self.value)
+        check_text("parameter id", self.id)
+        check_text("parameter name", self.name)
+        check_text("parameter value", self.value)
         pattern = _LEXICAL.get(self.kind)
         if pattern is not None and pattern.fullmatch(self.value) is None:
             raise ValueError(
@@ -257,9 +247,9 @@ class NodeMessage:
     event_id: str = ""
 
     def __post_init__(self) -> None:
-        _check_aware("timestamp", self.timestamp)
-        _check_text("message text", self.text)
-        _check_text("event_id", self.event_id)
+        check_aware("timestamp", self.timestamp)
+        check_text("message text", self.text)
+        check_text("event_id", self.event_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,8 +294,8 @@ class NodeInfo:
             "parent_id",
             "parent_cache_type",
         ):
-            _check_text(what, getattr(self, what))
-        _check_aware("last_changed", self.last_changed)
+            check_text(what, getattr(self, what))
+        check_aware("last_changed", self.last_changed)
 
     @property
     def ref(self) -> NodeRef:
@@ -332,7 +322,7 @@ class SortOrder:
     ascending: bool = True
 
     def __post_init__(self) -> None:
-        _check_text("parameter_name", self.parameter_name)
+        check_text("parameter_name", self.parameter_name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,13 +374,11 @@ class ConcentratorRequest:
             raise ValueError(f"{command.value} takes no only_if_derived_from")
         if self.sort_order and command is not Command.GET_CHILD_NODES:
             raise ValueError(f"{command.value} takes no sort_order")
-        _check_text("source_id", self.source_id)
-        _check_text("lang", self.lang)
+        check_text("source_id", self.source_id)
+        check_text("lang", self.lang)
         for node_type in self.only_if_derived_from:
-            _check_text("only_if_derived_from", node_type)
-        for token in (*self.service_tokens, *self.device_tokens, *self.user_tokens):
-            if _TOKEN.fullmatch(token) is None or not is_xml_text(token):
-                raise ValueError(f"invalid token {token!r} (empty or contains whitespace)")
+            check_text("only_if_derived_from", node_type)
+        check_tokens((*self.service_tokens, *self.device_tokens, *self.user_tokens))
 
     @property
     def refs(self) -> tuple[NodeRef, ...]:
@@ -436,7 +424,7 @@ class ConcentratorResponse:
             if command is Command.CONTAINS_NODE and len(self.contains) != 1:
                 raise ValueError("an OK containsNodeResponse carries exactly one value")
         for value in self.values:
-            _check_text("value", value)
+            check_text("value", value)
 
 
 class ConcentratorSource(Protocol):
