@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -44,6 +44,7 @@ class TimDriver(Protocol):
     async def discover(self) -> TimInfo: ...
     async def read(self, channel: int) -> Sample: ...
     async def write(self, channel: int, value: float) -> None: ...
+    def on_lost(self, callback: Callable[[Exception | None], None]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +72,14 @@ class TimNode:
         node_id: str,
         driver: TimDriver,
         *,
-        first_retry_s: float = 0.5,
-        max_retry_s: float = 30.0,
+        first_retry_s: float = 0.25,
+        max_retry_s: float = 2.0,
     ) -> None:
+        """Retries back off from *first_retry_s* to *max_retry_s*: reopening a port that is
+        not there costs nothing, and a replugged adapter should be back within seconds."""
         self.node_id = node_id
         self._driver = driver
+        driver.on_lost(self._port_gone)
         self._first_retry_s = first_retry_s
         self._max_retry_s = max_retry_s
         self._info: TimInfo | None = None
@@ -100,6 +104,11 @@ class TimNode:
         """Wait until the first discovery attempt has succeeded or failed."""
         await self._first_attempt.wait()
 
+    async def wait_lost(self, timeout: float | None) -> None:
+        """Wait until the TIM is found gone (its port vanished, or it stopped answering)."""
+        async with asyncio.timeout(timeout):
+            await self._lost.wait()
+
     async def wait_ready(self, timeout: float | None) -> TimInfo:
         async with asyncio.timeout(timeout):
             await self._ready.wait()
@@ -107,22 +116,25 @@ class TimNode:
         return self._info
 
     async def run(self) -> None:
-        """Open and discover the TIM; do it again whenever the link is lost."""
+        """Open and discover the TIM; do it again whenever the link is lost.
+
+        Problems are logged once until the TIM is back (then at INFO), not on every retry.
+        """
         delay = self._first_retry_s
+        failing = False
         while True:
             try:
                 await self._driver.open()
                 info = await self._driver.discover()
             except Exception as err:
-                if isinstance(err, TimError):
-                    _LOGGER.warning(
-                        "tim=%s not available (%s); retrying in %.1f s", self.node_id, err, delay
-                    )
-                else:
+                if not isinstance(err, TimError):
                     # A driver bug must not end this task for good: log it, keep retrying.
-                    _LOGGER.exception(
-                        "tim=%s discovery failed; retrying in %.1f s", self.node_id, delay
-                    )
+                    _LOGGER.exception("tim=%s discovery failed", self.node_id)
+                elif not failing:
+                    _LOGGER.warning("tim=%s not available: %s (retrying)", self.node_id, err)
+                else:
+                    _LOGGER.debug("tim=%s still not available: %s", self.node_id, err)
+                failing = True
                 await self._close_quietly()
                 self._first_attempt.set()
                 await asyncio.sleep(delay)
@@ -135,13 +147,16 @@ class TimNode:
             self._ready.set()
             self._first_attempt.set()
             _LOGGER.info(
-                "tim=%s online: %s, channels %s",
+                "tim=%s %s: %s, channels %s",
                 self.node_id,
+                "back" if failing else "online",
                 info.name,
                 ", ".join(channel.name for channel in info.channels),
             )
+            failing = False
             await self._lost.wait()
             _LOGGER.warning("tim=%s link lost; reopening", self.node_id)
+            failing = True
             await self._close_quietly()
 
     async def read(self, field_names: Iterable[str] = ()) -> list[Reading]:
@@ -233,6 +248,10 @@ class TimNode:
 
     async def close(self) -> None:
         await self._close_quietly()
+
+    def _port_gone(self, error: Exception | None) -> None:
+        _LOGGER.debug("tim=%s port went away: %s", self.node_id, error)
+        self._mark_lost()
 
     def _mark_lost(self) -> None:
         """Stop serving this TIM until the background task has discovered it again."""

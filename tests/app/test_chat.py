@@ -28,6 +28,9 @@ class ScriptedTim:
     async def close(self) -> None:
         return None
 
+    def on_lost(self, callback: object) -> None:
+        return None
+
     async def discover(self) -> TimInfo:
         raise NotImplementedError  # replaced by _online() below
 

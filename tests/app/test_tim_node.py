@@ -91,5 +91,34 @@ async def test_node_rediscovers_a_tim_that_reset_behind_an_open_port(pty: PtyPai
         await stop_process(simulator)
 
 
+async def test_node_comes_back_within_5_s_of_an_unplugged_adapter_returning(
+    tmp_path: Path,
+) -> None:
+    """Unplug: the pty pair (both device nodes) disappears; replug: it is back by the same name."""
+    pair = PtyPair(tmp_path / "usb")
+    await asyncio.to_thread(pair.start)
+    simulator = await start_simulator(pair.a_path, PROFILE)
+    node = TimNode("env", SerialTim(SerialSettings(port=str(pair.b_path))))
+    try:
+        async with running(node):
+            await node.wait_ready(TIMEOUT)
+            await stop_process(simulator)
+            await asyncio.to_thread(pair.stop)
+            await node.wait_lost(TIMEOUT)
+            assert node.info is None
+            with pytest.raises(NodeUnavailable):
+                await node.read()
+
+            await asyncio.to_thread(pair.start)
+            replugged = asyncio.get_running_loop().time()
+            simulator = await start_simulator(pair.a_path, PROFILE)
+            await node.wait_ready(5.0)
+            assert asyncio.get_running_loop().time() - replugged < 5.0
+            assert len(await node.read()) == 3
+    finally:
+        await stop_process(simulator)
+        await asyncio.to_thread(pair.stop)
+
+
 def test_profile_is_in_the_source_tree() -> None:
     assert PROFILE.is_relative_to(Path(__file__).resolve().parents[2])

@@ -36,7 +36,7 @@ from tim_drivers.codec.teds import (
     encode_samples,
 )
 from tim_drivers.errors import CommandFailed, FrameError, TedsError, TimError
-from tim_drivers.transport.serial_link import SerialSettings, TimLink
+from tim_drivers.transport.serial_link import LostCallback, SerialSettings, TimLink
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -145,6 +145,10 @@ class SerialTim:
     @property
     def info(self) -> TimInfo | None:
         return self._info
+
+    def on_lost(self, callback: LostCallback) -> None:
+        """Have *callback* called when the port goes away by itself (USB unplugged)."""
+        self._link.on_lost = callback
 
     async def open(self) -> None:
         await self._link.open()

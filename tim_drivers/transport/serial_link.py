@@ -38,6 +38,7 @@ STALE_PARTIAL_FRAME = 0.1  # seconds; a partial frame older than this is dropped
 _RETRYABLE_NAKS = frozenset({p1451.NakReason.CRC, p1451.NakReason.BUSY})
 
 TimInitiatedCallback = Callable[[p1451.TimInitiated], None]
+LostCallback = Callable[[Exception | None], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,16 +73,21 @@ class TimLink:
         settings: SerialSettings,
         *,
         on_tim_initiated: TimInitiatedCallback | None = None,
+        on_lost: LostCallback | None = None,
         retries: int = DEFAULT_RETRIES,
     ) -> None:
+        """``on_lost`` is called when the port goes away by itself (a USB adapter unplugged),
+        not when :meth:`close` closes it."""
         self.settings = settings
         self._on_tim_initiated = on_tim_initiated
+        self.on_lost = on_lost
         self._retries = retries
         self._decoder = FrameDecoder()
         self._lock = asyncio.Lock()
         self._transport: asyncio.Transport | None = None
         self._closed: asyncio.Future[None] | None = None
         self._pending: tuple[int, asyncio.Future[LinkFrame]] | None = None
+        self._closing = False
         self._last_rx = 0.0
         # A random start makes a stale "replay last reply" after an NCAP restart unlikely.
         self._seq = random.randrange(256)
@@ -101,8 +107,8 @@ class TimLink:
         loop = asyncio.get_running_loop()
         settings = self.settings
         try:
-            transport, _ = await asyncio.wait_for(
-                serial_asyncio_fast.create_serial_connection(
+            async with asyncio.timeout(OPEN_TIMEOUT):
+                transport, _ = await serial_asyncio_fast.create_serial_connection(
                     loop,
                     lambda: _Protocol(self),
                     settings.port,
@@ -111,9 +117,7 @@ class TimLink:
                     parity=settings.parity,
                     stopbits=settings.stopbits,
                     exclusive=True,
-                ),
-                OPEN_TIMEOUT,
-            )
+                )
         except (serial.SerialException, OSError, ValueError) as err:
             raise TimUnavailable(f"cannot open {settings.port}: {err}") from err
         if settings.rs485:
@@ -127,6 +131,7 @@ class TimLink:
                 raise TimUnavailable(f"{settings.port}: RS-485 mode refused: {err}") from err
         self._transport = transport
         self._closed = loop.create_future()
+        self._closing = False
         self._decoder.reset()
         _LOGGER.debug("port=%s opened", settings.port)
 
@@ -134,6 +139,7 @@ class TimLink:
         transport, closed = self._transport, self._closed
         if transport is None or closed is None:
             return
+        self._closing = True
         transport.close()
         try:
             await asyncio.wait_for(asyncio.shield(closed), CLOSE_TIMEOUT)
@@ -265,3 +271,8 @@ class TimLink:
         if self._closed is not None and not self._closed.done():
             self._closed.set_result(None)
         self._transport = None
+        if not self._closing and self.on_lost is not None:
+            try:
+                self.on_lost(exc)
+            except Exception:
+                _LOGGER.exception("port=%s on_lost callback failed", self.settings.port)
