@@ -115,6 +115,22 @@ async def test_busy_nak_is_retried(pair: RawPty, link: TimLink) -> None:
     tim.stop()
 
 
+async def test_busy_retries_use_fresh_seqs_and_end_in_command_failed(
+    pair: RawPty, link: TimLink
+) -> None:
+    def always_busy(frame: LinkFrame) -> bytes:
+        return LinkFrame(FrameKind.NAK, frame.seq, b"\x03").to_bytes()
+
+    tim = ScriptedTim(pair, always_busy)
+    with pytest.raises(CommandFailed) as refused:
+        await link.request(p1451.query_teds(0, 1), timeout=1.0)
+    assert refused.value.reason == 3
+    seqs = [frame.seq for frame in tim.received]
+    assert len(seqs) == 4
+    assert len(set(seqs)) == 4  # a TIM replaying its last answer per seq cannot loop us
+    tim.stop()
+
+
 async def test_noise_stale_frames_and_tim_initiated(
     pair: RawPty, link: TimLink, events: list[p1451.TimInitiated]
 ) -> None:

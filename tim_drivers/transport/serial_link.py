@@ -39,6 +39,8 @@ _RETRYABLE_NAKS = frozenset({p1451.NakReason.CRC, p1451.NakReason.BUSY})
 
 TimInitiatedCallback = Callable[[p1451.TimInitiated], None]
 LostCallback = Callable[[Exception | None], None]
+# Pause before retrying a command the TIM refused as busy or garbled (grows per attempt).
+NAK_BACKOFF_S = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,9 +165,8 @@ class TimLink:
         if not 0 < timeout <= MAX_TIMEOUT:
             raise ValueError(f"timeout {timeout} outside (0, {MAX_TIMEOUT}]")
         async with self._lock:
-            seq = self._seq
-            self._seq = (self._seq + 1) & 0xFF
-            wire = LinkFrame(FrameKind.COMMAND, seq, command.to_bytes()).to_bytes()
+            refused: LinkFrame | None = None
+            seq, wire = self._next_frame(command)
             for attempt in range(1 + self._retries):
                 answer = await self._exchange(seq, wire, timeout)
                 if answer is None:
@@ -184,12 +185,24 @@ class TimLink:
                         seq,
                         answer.payload[0],
                     )
+                    # The command was not executed: retry after a pause (a busy TIM needs
+                    # one), under a fresh seq so that no replayed NAK answers it.
+                    refused = answer
+                    await asyncio.sleep(NAK_BACKOFF_S * (attempt + 1))
+                    seq, wire = self._next_frame(command)
                     continue
                 return self._interpret(command, answer, expect_reply)
+            if refused is not None:
+                return self._interpret(command, refused, expect_reply)
             raise TimTimeout(
                 f"port={self.settings.port}: no answer to {command.cmd_class}/{command.function}"
                 f" ch={command.channel} after {1 + self._retries} attempts of {timeout:.2f} s"
             )
+
+    def _next_frame(self, command: p1451.Command) -> tuple[int, bytes]:
+        seq = self._seq
+        self._seq = (self._seq + 1) & 0xFF
+        return seq, LinkFrame(FrameKind.COMMAND, seq, command.to_bytes()).to_bytes()
 
     async def _exchange(self, seq: int, wire: bytes, timeout: float) -> LinkFrame | None:
         transport = self._transport
