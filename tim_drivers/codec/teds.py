@@ -298,6 +298,7 @@ _NAMED_UNITS: dict[tuple[float, ...], str] = {
     _units_key(kilograms=1, meters=-3): "kg/m³",
     _units_key(moles=1): "mol",
     _units_key(candelas=1): "cd",
+    _units_key(candelas=1, steradians=1, meters=-2): "lx",
     _units_key(radians=1): "rad",
     _units_key(radians=1, seconds=-1): "rad/s",
     _units_key(steradians=1): "sr",

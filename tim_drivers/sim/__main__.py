@@ -2,7 +2,14 @@
 
 Prints ``ready`` on stdout once the port is open.  Exit codes: 0 on SIGINT/SIGTERM or when
 the port goes away, 78 (EX_CONFIG) for a bad profile, 74 (EX_IOERR) when the port cannot
-be opened.
+be opened, 2 for bad options.
+
+Fault injection for link tests (see ``FaultConfig``): ``--drop P``, ``--corrupt P``
+(``--corrupt-mode byte``: each sent octet flipped with probability P, the default;
+``frame``: each sent frame gets one flipped octet with probability P), ``--delay-ms N``,
+``--reboot-after N`` (once, after N received frames), ``--seed S``.  On exit the counters
+(``SimStats``) are printed to stderr as one line ``stats {json}`` and, with
+``--stats FILE``, written to FILE as JSON.
 """
 
 from __future__ import annotations
@@ -10,13 +17,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
+from pathlib import Path
 
 from tim_drivers.errors import ProfileError, TimUnavailable
 from tim_drivers.sim.profile import load_profile
-from tim_drivers.sim.simulator import TimSimulator
+from tim_drivers.sim.simulator import CORRUPT_MODES, FaultConfig, TimSimulator
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -52,10 +61,64 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", required=True, help="serial device or pty path to serve")
     parser.add_argument("--profile", required=True, help="TIM profile (TOML)")
     parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    faults = parser.add_argument_group("fault injection")
+    faults.add_argument(
+        "--drop",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="probability that a received frame is ignored",
+    )
+    faults.add_argument(
+        "--corrupt",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="probability that a sent octet (or frame) is corrupted",
+    )
+    faults.add_argument(
+        "--corrupt-mode",
+        choices=CORRUPT_MODES,
+        default="byte",
+        help="what --corrupt applies to (default byte)",
+    )
+    faults.add_argument(
+        "--delay-ms",
+        type=float,
+        default=0.0,
+        metavar="N",
+        help="added delay before every answer, in ms",
+    )
+    faults.add_argument(
+        "--reboot-after",
+        type=int,
+        default=None,
+        metavar="N",
+        help="reboot once after N received frames",
+    )
+    faults.add_argument("--seed", type=int, default=None, help="seed of the fault generator")
+    parser.add_argument(
+        "--stats",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the counters as JSON to FILE on exit",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
-        simulator = TimSimulator(load_profile(args.profile))
+        config = FaultConfig(
+            drop=args.drop,
+            corrupt=args.corrupt,
+            corrupt_mode=args.corrupt_mode,
+            delay=args.delay_ms / 1000,
+            reboot_after=args.reboot_after,
+            seed=args.seed,
+        )
+    except ValueError as err:
+        parser.error(str(err))
+    try:
+        simulator = TimSimulator(load_profile(args.profile), faults=config)
     except ProfileError as err:
         print(f"error: {err}", file=sys.stderr)
         return EX_CONFIG
@@ -64,7 +127,19 @@ def main(argv: list[str] | None = None) -> int:
     except TimUnavailable as err:
         print(f"error: {err}", file=sys.stderr)
         return EX_IOERR
+    finally:
+        _report(simulator, args.stats)
     return 0
+
+
+def _report(simulator: TimSimulator, path: Path | None) -> None:
+    stats = json.dumps(simulator.stats.to_dict(), sort_keys=True)
+    print(f"stats {stats}", file=sys.stderr, flush=True)
+    if path is not None:
+        try:
+            path.write_text(stats + "\n")
+        except OSError as err:
+            print(f"error: cannot write {path}: {err.strerror}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ NAMED_UNITS: dict[str, PhysicalUnits] = {
     "m/s2": PhysicalUnits(meters=1, seconds=-2),
     "V": PhysicalUnits(kilograms=1, meters=2, seconds=-3, amperes=-1),
     "A": PhysicalUnits(amperes=1),
+    "lx": PhysicalUnits(candelas=1, steradians=1, meters=-2),
     "ratio": RATIO,
     "none": DIMENSIONLESS,
 }
@@ -45,7 +46,12 @@ _UNIT_KEYS = (
     "candelas",
     "extension",
 )
-_KINDS = {"sensor": ChanType.SENSOR, "actuator": ChanType.ACTUATOR}
+_KINDS = {
+    "sensor": ChanType.SENSOR,
+    "actuator": ChanType.ACTUATOR,
+    "event": ChanType.EVENT_SENSOR,
+}
+_WAVEFORMS = ("sine", "square")
 _TIM_KEYS = {"name", "uuid", "ohold_off", "shold_off", "test_time", "baudrate"}
 _CHANNEL_KEYS = {
     "name",
@@ -59,6 +65,9 @@ _CHANNEL_KEYS = {
     "amplitude",
     "period",
     "fixed",
+    "waveform",
+    "event_threshold",
+    "event_period",
 }
 
 
@@ -75,12 +84,20 @@ class ChannelProfile:
     amplitude: float
     period: float
     fixed: float | None
+    waveform: str = "sine"
+    # Event sensors only: a TIM-initiated message when the value crosses the threshold
+    # (either direction) and/or every event_period seconds.
+    event_threshold: float | None = None
+    event_period: float | None = None
 
     def value_at(self, elapsed: float) -> float:
         """The channel's value (in its PhyUnits) ``elapsed`` seconds after start."""
         if self.fixed is not None:
             return self.fixed
-        return self.base + self.amplitude * math.sin(2 * math.pi * elapsed / self.period)
+        phase = math.sin(2 * math.pi * elapsed / self.period)
+        if self.waveform == "square":
+            phase = 1.0 if phase >= 0 else -1.0
+        return self.base + self.amplitude * phase
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,9 +184,22 @@ def _channel(source: str, table: object, index: int) -> ChannelProfile:
         raise reader.error("high_limit", "must be greater than low_limit")
     fixed = reader.optional_number("fixed")
     base = reader.number("base", fixed)
+    waveform = reader.string("waveform", "sine")
+    if waveform not in _WAVEFORMS:
+        raise reader.error("waveform", f"must be one of {', '.join(_WAVEFORMS)}")
+    kind = _KINDS[kind_name]
+    threshold = reader.optional_number("event_threshold")
+    event_period = reader.optional_number("event_period")
+    if event_period is not None and event_period <= 0:
+        raise reader.error("event_period", "must be a finite positive number")
+    for key, value in (("event_threshold", threshold), ("event_period", event_period)):
+        if value is not None and kind is not ChanType.EVENT_SENSOR:
+            raise reader.error(key, 'only allowed with kind = "event"')
+    if kind is ChanType.EVENT_SENSOR and threshold is None and event_period is None:
+        raise reader.error("kind", "an event channel needs event_threshold or event_period")
     return ChannelProfile(
         name=reader.string("name"),
-        kind=_KINDS[kind_name],
+        kind=kind,
         units=units,
         low_limit=low,
         high_limit=high,
@@ -179,6 +209,9 @@ def _channel(source: str, table: object, index: int) -> ChannelProfile:
         amplitude=reader.number("amplitude", 0.0),
         period=reader.number("period", 60.0, positive=True),
         fixed=fixed,
+        waveform=waveform,
+        event_threshold=threshold,
+        event_period=event_period,
     )
 
 

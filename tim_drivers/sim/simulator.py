@@ -17,17 +17,29 @@ Behaviour, per ieee1451.md §3 and §12.2:
   NAK reason 4.  A malformed message: NAK reason 2.
 * A frame repeating the last one (same seq and payload) gets the last answer replayed;
   comparing the payload too avoids replaying to a restarted NCAP that reuses the seq.
+* Event sensor channels (ChanType 2) in Operating send TIM-initiated messages (TLF-1 kind
+  3, 1451.0 Table 14 layout) when their value crosses ``event_threshold`` (either way)
+  and/or every ``event_period`` s.  Content (our choice [O]): source channel, class 3,
+  function 1 (Read data-set segment), args = UInt32 offset 0 + the Float32 value, i.e.
+  the octets a Read data-set segment reply would carry.  :meth:`TimSimulator.poll_events`
+  produces them; :meth:`TimSimulator.serve_fd` calls it every 20 ms.
+
+Fault injection (:class:`FaultConfig`) and counters (:class:`SimStats`) are for link
+tests: see their docstrings for what is counted as a *delivered* reading.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import logging
 import os
+import random
 import struct
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import serial
@@ -62,6 +74,92 @@ _LOGGER = logging.getLogger(__name__)
 # Largest TEDS chunk per Read TEDS segment reply: payload - reply header - offset.
 DEFAULT_SEGMENT = MAX_PAYLOAD - 3 - 4
 _READ_CHUNK = 4096
+EVENT_POLL = 0.02  # seconds between event checks in serve_fd
+CORRUPT_MODES = ("byte", "frame")
+
+
+@dataclass(frozen=True, slots=True)
+class FaultConfig:
+    """Faults the simulator injects (all off by default).
+
+    * ``drop``: probability that a received frame is ignored (no answer, no state change).
+    * ``corrupt``: with ``corrupt_mode="byte"`` the probability that each octet the
+      simulator sends (delimiters included) is XORed with a random non-zero mask; with
+      ``"frame"`` the probability that a sent frame gets exactly one such flipped octet.
+    * ``delay``: seconds added before each answer / TIM-initiated message is written
+      (applies in :meth:`TimSimulator.serve_fd`; :meth:`TimSimulator.handle` is instant).
+    * ``reboot_after``: after this many received frames (dropped ones included) the TIM
+      reboots once, like a power loss: every channel goes back to Idle and latched
+      values, written actuator values and the last-reply cache are forgotten.  The port
+      stays open.
+    * ``seed``: seeds the fault generator, so a run is reproducible (None: random).
+    """
+
+    drop: float = 0.0
+    corrupt: float = 0.0
+    corrupt_mode: str = "byte"
+    delay: float = 0.0
+    reboot_after: int | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("drop", "corrupt"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} probability {value} outside 0..1")
+        if self.corrupt_mode not in CORRUPT_MODES:
+            raise ValueError(f"corrupt_mode {self.corrupt_mode!r} not one of {CORRUPT_MODES}")
+        if not 0.0 <= self.delay <= 60.0:
+            raise ValueError(f"delay {self.delay} s outside 0..60")
+        if self.reboot_after is not None and self.reboot_after < 1:
+            raise ValueError(f"reboot_after {self.reboot_after} < 1")
+
+
+@dataclass(slots=True)
+class SimStats:
+    """Counters since the simulator was created.
+
+    A *reading* is the reply to one executed Read data-set segment command (replays of
+    the same reply are the same reading).  It is *delivered* when at least one
+    transmission of it left the simulator with no corrupted octet **and** the octet sent
+    just before it (the previous frame's delimiter) was not corrupted either, so a TLF-1
+    receiver is in sync at its start and decodes it whatever its stale-frame timing.
+    A receiver that reads continuously and waits longer than the reply delay therefore
+    gets at least ``readings_delivered`` samples.
+    """
+
+    frames_received: int = 0
+    frames_dropped: int = 0
+    commands: int = 0  # commands executed (replays excluded)
+    replays: int = 0
+    frames_sent: int = 0
+    frames_corrupted: int = 0
+    octets_corrupted: int = 0
+    reboots: int = 0
+    readings_sent: int = 0
+    readings_delivered: int = 0
+    reading_transmissions_corrupted: int = 0
+    events_sent: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class _Answer:
+    seq: int
+    payload: bytes
+    frame: LinkFrame
+    reading: bool = False
+    sent: bool = False
+    delivered: bool = False
+
+
+@dataclass(slots=True)
+class _EventState:
+    above: bool | None = None
+    due: float | None = None
+    pending: list[float] = field(default_factory=list)
 
 
 class TimSimulator:
@@ -73,6 +171,7 @@ class TimSimulator:
         *,
         clock: Callable[[], float] = time.monotonic,
         max_segment: int = DEFAULT_SEGMENT,
+        faults: FaultConfig | None = None,
     ) -> None:
         if not 1 <= max_segment <= DEFAULT_SEGMENT:
             raise ValueError(f"max_segment {max_segment} outside 1..{DEFAULT_SEGMENT}")
@@ -85,9 +184,13 @@ class TimSimulator:
         self._operating: set[int] = set()
         self._latched: dict[int, float] = {}
         self._written: dict[int, float] = {}
-        self._last: tuple[int, bytes, LinkFrame] | None = None
-        self.commands = 0  # commands answered (replays excluded)
-        self.replays = 0
+        self._last: _Answer | None = None
+        self._faults = faults or FaultConfig()
+        self._random = random.Random(self._faults.seed)
+        self.stats = SimStats()
+        self._in_sync = True  # the last octet sent was an intact delimiter
+        self._events: dict[int, _EventState] = {}
+        self._event_seq = 0
 
     @classmethod
     def from_file(
@@ -96,12 +199,37 @@ class TimSimulator:
         *,
         clock: Callable[[], float] = time.monotonic,
         max_segment: int = DEFAULT_SEGMENT,
+        faults: FaultConfig | None = None,
     ) -> TimSimulator:
-        return cls(load_profile(path), clock=clock, max_segment=max_segment)
+        return cls(load_profile(path), clock=clock, max_segment=max_segment, faults=faults)
 
     @property
     def decode_errors(self) -> int:
         return self._decoder.errors
+
+    @property
+    def faults(self) -> FaultConfig:
+        return self._faults
+
+    @faults.setter
+    def faults(self, faults: FaultConfig) -> None:
+        """Change the faults at run time (e.g. after a clean discovery); reseeds."""
+        self._faults = faults
+        self._random = random.Random(faults.seed)
+
+    @property
+    def commands(self) -> int:
+        """Commands executed (replays excluded)."""
+        return self.stats.commands
+
+    @property
+    def replays(self) -> int:
+        return self.stats.replays
+
+    @property
+    def operating(self) -> frozenset[int]:
+        """Channels currently in Operating."""
+        return frozenset(self._operating)
 
     @staticmethod
     def _build_teds(profile: TimProfile) -> dict[tuple[int, int], bytes]:
@@ -143,26 +271,133 @@ class TimSimulator:
     # --- the core ---------------------------------------------------------------------
 
     def handle(self, data: bytes) -> bytes:
-        """Feed received octets (any chunking); return the octets to send back."""
+        """Feed received octets (any chunking); return the octets to send back.
+
+        Faults (drop, corruption, reboot) are applied here; the delay is not.
+        """
         out = bytearray()
         for frame in self._decoder.feed(data):
-            answer = self.handle_frame(frame)
-            if answer is not None:
-                out += answer.to_bytes()
+            self.stats.frames_received += 1
+            if self.faults.drop and self._random.random() < self.faults.drop:
+                self.stats.frames_dropped += 1
+                _LOGGER.debug("seq=%d dropped (fault injection)", frame.seq)
+            else:
+                answer = self._respond(frame)
+                if answer is not None:
+                    out += self._emit(answer.frame, answer)
+            reboot_after = self.faults.reboot_after
+            if reboot_after is not None and self.stats.frames_received == reboot_after:
+                self.reboot()
         return bytes(out)
 
     def handle_frame(self, frame: LinkFrame) -> LinkFrame | None:
+        """Answer one frame, without fault injection or statistics of what is sent."""
+        answer = self._respond(frame)
+        return None if answer is None else answer.frame
+
+    def reboot(self) -> None:
+        """Lose all volatile state, as after a power cycle (the port stays open)."""
+        self.stats.reboots += 1
+        self._operating.clear()
+        self._latched.clear()
+        self._written.clear()
+        self._events.clear()
+        self._last = None
+        _LOGGER.info("TIM %s rebooted", self.profile.name)
+
+    def _respond(self, frame: LinkFrame) -> _Answer | None:
         if frame.kind is not FrameKind.COMMAND:
             return None
         last = self._last
-        if last is not None and last[0] == frame.seq and last[1] == frame.payload:
-            self.replays += 1
+        if last is not None and last.seq == frame.seq and last.payload == frame.payload:
+            self.stats.replays += 1
             _LOGGER.debug("seq=%d duplicate: replaying last answer", frame.seq)
-            return last[2]
-        answer = self._answer(frame)
-        self.commands += 1
-        self._last = (frame.seq, frame.payload, answer)
+            return last
+        answer = _Answer(frame.seq, frame.payload, self._answer(frame))
+        answer.reading = (
+            answer.frame.kind is FrameKind.REPLY
+            and answer.frame.payload[:1] != b"\x00"  # a successful reply
+            and _is_read_data_set(frame.payload)
+        )
+        self.stats.commands += 1
+        self._last = answer
         return answer
+
+    def _emit(self, frame: LinkFrame, answer: _Answer | None = None) -> bytes:
+        """Encode ``frame`` for the wire, corrupt it as configured and count it."""
+        wire = bytearray(frame.to_bytes())
+        flipped = self._corrupt(wire)
+        intact = flipped == 0 and self._in_sync
+        self._in_sync = wire[-1] == 0
+        stats = self.stats
+        stats.frames_sent += 1
+        if flipped:
+            stats.frames_corrupted += 1
+            stats.octets_corrupted += flipped
+        if answer is not None and answer.reading:
+            if not answer.sent:
+                answer.sent = True
+                stats.readings_sent += 1
+            if flipped:
+                stats.reading_transmissions_corrupted += 1
+            if intact and not answer.delivered:
+                answer.delivered = True
+                stats.readings_delivered += 1
+        return bytes(wire)
+
+    def _corrupt(self, wire: bytearray) -> int:
+        """Flip octets of ``wire`` in place per the fault config; return how many."""
+        probability = self.faults.corrupt
+        if not probability:
+            return 0
+        rng = self._random
+        if self.faults.corrupt_mode == "frame":
+            if rng.random() >= probability:
+                return 0
+            wire[rng.randrange(len(wire))] ^= rng.randrange(1, 256)
+            return 1
+        flipped = 0
+        for index in range(len(wire)):
+            if rng.random() < probability:
+                wire[index] ^= rng.randrange(1, 256)
+                flipped += 1
+        return flipped
+
+    # --- events -----------------------------------------------------------------------
+
+    def poll_events(self) -> bytes:
+        """TIM-initiated messages due now (threshold crossings, periodic reports)."""
+        out = bytearray()
+        now = self._clock()
+        for number, channel in enumerate(self.profile.channels, 1):
+            if channel.kind is not ChanType.EVENT_SENSOR or number not in self._operating:
+                continue
+            state = self._events.setdefault(number, _EventState())
+            value = self.value(number)
+            send = False
+            if channel.event_threshold is not None:
+                above = value >= channel.event_threshold
+                send = state.above is not None and above != state.above
+                state.above = above
+            if channel.event_period is not None:
+                if state.due is None:
+                    state.due = now + channel.event_period
+                elif now >= state.due:
+                    send = True
+                    state.due = max(state.due + channel.event_period, now)
+            if send:
+                out += self._emit(self._event_frame(number, value))
+                self.stats.events_sent += 1
+        return bytes(out)
+
+    def _event_frame(self, channel: int, value: float) -> LinkFrame:
+        args = p1451.Segment(0, struct.pack(">f", value)).to_bytes()
+        message = p1451.TimInitiated(
+            channel, CommandClass.XDCR_OPERATE, XdcrOperateCmd.READ_DATA_SET_SEGMENT, args
+        )
+        seq = self._event_seq
+        self._event_seq = (seq + 1) & 0xFF
+        return LinkFrame(FrameKind.TIM_INITIATED, seq, message.to_bytes())
 
     def _answer(self, frame: LinkFrame) -> LinkFrame:
         try:
@@ -191,6 +426,7 @@ class TimSimulator:
             self._operating.clear()
             self._latched.clear()
             self._written.clear()
+            self._events.clear()
             return None
         if not 1 <= channel <= len(self.profile.channels):
             return NakReason.UNKNOWN_COMMAND
@@ -200,6 +436,7 @@ class TimSimulator:
         if key == (CommandClass.XDCR_EITHER, XdcrEitherCmd.IDLE):
             self._operating.discard(channel)
             self._latched.pop(channel, None)
+            self._events.pop(channel, None)
             return None
         if command.cmd_class == CommandClass.XDCR_OPERATE and channel not in self._operating:
             return NakReason.UNKNOWN_COMMAND  # XdcrOperate commands need Operating
@@ -315,11 +552,39 @@ class TimSimulator:
             if not data:
                 finish()
                 return
-            answer = self.handle(data)
-            if answer:
-                outgoing.extend(answer)
-                flush()
+            send(self.handle(data))
 
+        delayed: collections.deque[bytes] = collections.deque()
+
+        def send(data: bytes) -> None:
+            if not data:
+                return
+            delay = self.faults.delay
+            if delay <= 0:
+                write(data)
+                return
+            delayed.append(data)
+            loop.call_later(delay, release)
+
+        def release() -> None:
+            # One timer per queued chunk; each releases the oldest, so the order holds
+            # even when two timers fall due together.
+            if delayed:
+                write(delayed.popleft())
+
+        def write(data: bytes) -> None:
+            if finished.done():
+                return
+            outgoing.extend(data)
+            flush()
+
+        async def poll_events() -> None:
+            while True:
+                await asyncio.sleep(EVENT_POLL)
+                send(self.poll_events())
+
+        has_events = any(c.kind is ChanType.EVENT_SENSOR for c in self.profile.channels)
+        poller = asyncio.create_task(poll_events()) if has_events else None
         loop.add_reader(fd, readable)
         try:
             if on_ready is not None:
@@ -328,10 +593,20 @@ class TimSimulator:
         finally:
             loop.remove_reader(fd)
             loop.remove_writer(fd)
+            if poller is not None:
+                poller.cancel()
 
 
 def _name_teds(name: str) -> bytes:
     return UserNameTeds(TedsId(0, TedsAccessCode.USER_NAME, 1, 1), 0, name).to_bytes()
+
+
+def _is_read_data_set(payload: bytes) -> bool:
+    """True for a (well-formed enough) Read data-set segment command."""
+    return len(payload) >= 4 and (payload[2], payload[3]) == (
+        CommandClass.XDCR_OPERATE,
+        XdcrOperateCmd.READ_DATA_SET_SEGMENT,
+    )
 
 
 def _nak(seq: int, reason: NakReason) -> LinkFrame:
