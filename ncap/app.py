@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 from ncap.config import Config, read_secret
 from ncap.errors import NcapError
-from ncap.sensors import SensorTree, TimNode
+from ncap.sensors import Reading, SensorTree, TimNode
 from ncap.xmpp.thing import ThingClient
 from tim_drivers.drivers.p1451_serial import SerialTim
 from tim_drivers.transport.serial_link import SerialSettings
@@ -55,6 +56,7 @@ class Gateway:
         loop = asyncio.get_running_loop()
         intervals = {tim.name: tim.poll_interval_s for tim in self.config.tim}
         for node in self.tree.nodes():
+            node.on_readings = functools.partial(self._report, node)
             self._tasks.append(loop.create_task(node.run(), name=f"tim-{node.node_id}"))
             self._tasks.append(
                 loop.create_task(
@@ -65,7 +67,6 @@ class Gateway:
 
     async def _poll(self, node: TimNode, interval: float) -> None:
         """Read the TIM every *interval* seconds and hand the readings to event subscribers."""
-        source = self.client.sensor_source
         while not self._stopping:
             await node.wait_ready(None)
             try:
@@ -73,9 +74,13 @@ class Gateway:
             except NcapError as err:
                 _LOGGER.debug("poll of %s failed: %s", node.node_id, err)
             else:
-                for fields in source.fields_of(node, readings):
-                    self.client.events.report(fields)
+                self._report(node, readings)
             await asyncio.sleep(interval)
+
+    def _report(self, node: TimNode, readings: list[Reading]) -> None:
+        """Fresh readings of a TIM, polled or reported by the TIM, to event subscribers."""
+        for fields in self.client.sensor_source.fields_of(node, readings):
+            self.client.events.report(fields)
 
     async def wait_ready(self, timeout: float) -> None:
         """Wait until the XMPP session is up and every TIM has been discovered."""

@@ -45,6 +45,7 @@ class TimDriver(Protocol):
     async def read(self, channel: int) -> Sample: ...
     async def write(self, channel: int, value: float) -> None: ...
     def on_lost(self, callback: Callable[[Exception | None], None]) -> None: ...
+    def on_event(self, callback: Callable[[Sample], None]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,9 @@ class TimNode:
         self.node_id = node_id
         self._driver = driver
         driver.on_lost(self._port_gone)
+        driver.on_event(self._event)
+        self.on_readings: Callable[[list[Reading]], None] | None = None
+        """Called with readings the TIM reported by itself (event sensor channels)."""
         self._first_retry_s = first_retry_s
         self._max_retry_s = max_retry_s
         self._info: TimInfo | None = None
@@ -87,6 +91,7 @@ class TimNode:
         self._ready = asyncio.Event()
         self._failures = 0
         self._written: dict[str, Reading] = {}
+        self._events: dict[str, Reading] = {}
         self._known: TimInfo | None = None
         self._first_attempt = asyncio.Event()
 
@@ -163,7 +168,8 @@ class TimNode:
         """Read the named channels (all when none are named).
 
         Sensors are sampled now; an actuator is reported with the last value this NCAP
-        wrote to it, and left out while that is unknown.
+        wrote to it, an event sensor with the last value it reported by itself; either is
+        left out while unknown.
         """
         info = self._ready_info()
         wanted = set(field_names)
@@ -176,7 +182,10 @@ class TimNode:
                 if written is not None:
                     readings.append(written)
                 continue
-            if channel.kind is not ChannelKind.SENSOR:
+            if channel.kind is ChannelKind.EVENT_SENSOR:
+                reported = self._events.get(channel.name)
+                if reported is not None:
+                    readings.append(reported)
                 continue
             with self._translated(channel.name):
                 sample = await self._driver.read(channel.number)
@@ -249,6 +258,25 @@ class TimNode:
     async def close(self) -> None:
         await self._close_quietly()
 
+    def _event(self, sample: Sample) -> None:
+        info = self._info
+        channel = (
+            next((c for c in info.channels if c.number == sample.channel), None) if info else None
+        )
+        if channel is None:
+            return
+        reading = Reading(
+            node=self.node_id,
+            field=channel.name,
+            value=sample.value,
+            unit=sample.unit,
+            decimals=channel.decimals,
+            timestamp=sample.timestamp,
+        )
+        self._events[channel.name] = reading
+        if self.on_readings is not None:
+            self.on_readings([reading])
+
     def _port_gone(self, error: Exception | None) -> None:
         _LOGGER.debug("tim=%s port went away: %s", self.node_id, error)
         self._mark_lost()
@@ -257,6 +285,7 @@ class TimNode:
         """Stop serving this TIM until the background task has discovered it again."""
         self._info = None
         self._written.clear()  # a TIM that went away may come back with other outputs
+        self._events.clear()
         self._ready.clear()
         self._lost.set()
 

@@ -31,6 +31,9 @@ class ScriptedTim:
     def on_lost(self, callback: object) -> None:
         return None
 
+    def on_event(self, callback: object) -> None:
+        return None
+
     async def discover(self) -> TimInfo:
         raise NotImplementedError  # replaced by _online() below
 

@@ -11,7 +11,7 @@ import pytest
 
 from ncap.demo import find_profile, start_simulator, stop_process
 from ncap.rig.pty import PtyPair
-from ncap.sensors import NodeUnavailable, TimNode
+from ncap.sensors import NodeUnavailable, Reading, TimNode
 from tim_drivers.drivers.p1451_serial import SerialTim
 from tim_drivers.transport.serial_link import SerialSettings
 
@@ -122,3 +122,26 @@ async def test_node_comes_back_within_5_s_of_an_unplugged_adapter_returning(
 
 def test_profile_is_in_the_source_tree() -> None:
     assert PROFILE.is_relative_to(Path(__file__).resolve().parents[2])
+
+
+async def test_event_sensor_reports_reach_the_node_and_its_readouts(
+    pty: PtyPair, tmp_path: Path
+) -> None:
+    door = (PROFILE.parent / "door.toml").read_text()
+    fast = tmp_path / "door-fast.toml"
+    fast.write_text(door.replace("event_period = 60.0", "event_period = 0.1"))
+    simulator = await start_simulator(pty.a_path, fast)
+    node = TimNode("door", SerialTim(SerialSettings(port=str(pty.b_path))))
+    reported: asyncio.Queue[list[Reading]] = asyncio.Queue()
+    node.on_readings = reported.put_nowait
+    try:
+        async with running(node):
+            await node.wait_ready(TIMEOUT)
+            (event,) = await asyncio.wait_for(reported.get(), TIMEOUT)
+            assert event.field == "door-contact"
+            assert event.value in (0.0, 1.0)
+            readings = {r.field: r for r in await node.read()}
+            assert set(readings) == {"door-contact", "supply"}
+            assert readings["supply"].unit == "V"
+    finally:
+        await stop_process(simulator)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
@@ -141,6 +142,7 @@ class SerialTim:
         # Trigger, settle and read belong together: concurrent readers of one TIM must
         # not interleave them, or one reader gets the sample another one triggered.
         self._sampling = asyncio.Lock()
+        self._event_callback: Callable[[Sample], None] | None = None
 
     @property
     def info(self) -> TimInfo | None:
@@ -182,7 +184,8 @@ class SerialTim:
             name = await self._read_name(number) or f"channel{number}"
             channels.append(self._channel_info(number, name, teds))
         for channel in channels:
-            if channel.kind is ChannelKind.SENSOR:
+            # Event sensors report only while Operating; actuators wait for a write.
+            if channel.kind in (ChannelKind.SENSOR, ChannelKind.EVENT_SENSOR):
                 await self._request(p1451.operate(channel.number))
         self._info = TimInfo(uuid, tim_name, tuple(channels), meta)
         _LOGGER.info(
@@ -295,8 +298,37 @@ class SerialTim:
             teds=teds,
         )
 
+    def on_event(self, callback: Callable[[Sample], None]) -> None:
+        """Have *callback* called with each sample an event sensor channel reports by itself."""
+        self._event_callback = callback
+
     def _on_tim_initiated(self, message: p1451.TimInitiated) -> None:
-        _LOGGER.info("port=%s TIM-initiated message: %s", self.settings.port, message)
+        """A data-set message (class 3, function 1: UInt32 offset + samples) from a channel."""
+        port = self.settings.port
+        info = self._info
+        channel = None
+        if info is not None:
+            channel = next((c for c in info.channels if c.number == message.channel), None)
+        data_set = (message.cmd_class, message.function) == (
+            p1451.CommandClass.XDCR_OPERATE,
+            p1451.XdcrOperateCmd.READ_DATA_SET_SEGMENT,
+        )
+        if channel is None or not data_set:
+            _LOGGER.debug("port=%s TIM-initiated message ignored: %s", port, message)
+            return
+        try:
+            segment = p1451.Segment.from_bytes(message.args)
+            values = decode_samples(segment.data, channel.teds.sample or FLOAT32_SAMPLE)
+        except TimError as err:
+            _LOGGER.warning("port=%s ch=%d: bad event message: %s", port, channel.number, err)
+            return
+        if not values or self._event_callback is None:
+            return
+        conversion = display_conversion(channel.teds.phy_units)
+        sample = Sample(
+            channel.number, conversion.to_display(values[0]), channel.unit, datetime.now(UTC)
+        )
+        self._event_callback(sample)
 
 
 __all__ = [
