@@ -148,6 +148,7 @@ async def test_noise_stale_frames_and_tim_initiated(
     assert await link.request(p1451.query_teds(0, 1), timeout=1.0) == p1451.Reply(True, b"ok")
     assert events == [event]
     assert link.decode_errors == 1
+    assert link.stale_frames == 1  # the reply for the wrong seq
     tim.stop()
 
 

@@ -90,6 +90,8 @@ class TimLink:
         self._closed: asyncio.Future[None] | None = None
         self._pending: tuple[int, asyncio.Future[LinkFrame]] | None = None
         self._closing = False
+        self.stale_frames = 0
+        """Answers that matched no outstanding command (late, duplicated, wrong seq)."""
         self._last_rx = 0.0
         # A random start makes a stale "replay last reply" after an NCAP restart unlikely.
         self._seq = random.randrange(256)
@@ -257,6 +259,7 @@ class TimLink:
             return
         pending = self._pending
         if pending is None or pending[0] != frame.seq or pending[1].done():
+            self.stale_frames += 1
             _LOGGER.debug("port=%s stale %s seq=%d", self.settings.port, frame.kind.name, frame.seq)
             return
         pending[1].set_result(frame)
