@@ -2,7 +2,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test unit lint bench clean
+.PHONY: setup demo test unit lint bench soak clean
 
 setup:
 	@scripts/setup.sh
@@ -18,6 +18,12 @@ unit: setup
 
 bench: setup
 	$(BIN)/python bench/readout_latency.py
+	$(BIN)/python bench/tim_link.py
+
+# The line-noise soaks of `make test`, ten minutes each instead of seconds.
+soak: setup
+	TIM_SOAK_SECONDS=600 FIRMWARE_SOAK_SECONDS=600 $(BIN)/pytest -q --timeout 1500 \
+		tests/tim_drivers/test_tim_soak.py tests/firmware -k soak
 
 lint:
 	$(BIN)/ruff check .

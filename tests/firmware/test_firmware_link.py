@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import collections
 import importlib.util
 import os
+import random
 import struct
 import sys
+import time
 import tty
 import types
 from collections.abc import AsyncIterator, Callable
@@ -25,8 +28,8 @@ from hypothesis import strategies as st
 from tim_drivers.codec import cobs, p1451
 from tim_drivers.codec.framing import FrameDecoder, FrameKind, LinkFrame, crc16_ccitt_false
 from tim_drivers.codec.teds import ChannelTeds, MetaTeds, TedsBlock, UserNameTeds
-from tim_drivers.drivers.p1451_serial import ChannelKind, SerialTim
-from tim_drivers.errors import CommandFailed
+from tim_drivers.drivers.p1451_serial import ChannelKind, Sample, SerialTim
+from tim_drivers.errors import CommandFailed, TimError
 from tim_drivers.transport.serial_link import SerialSettings
 
 pytestmark = pytest.mark.timeout(20)
@@ -542,3 +545,172 @@ async def test_driver_survives_noise_corruption_and_replays(
     core.busy = False
     assert bench.written == [1.0, 0.0]
     assert (await tim.read(1)).value == pytest.approx(21.5, abs=1e-4)
+
+
+# --- soak: the firmware core over a pty that corrupts and drops -------------------------------
+
+FIRMWARE_SOAK_SECONDS = float(os.environ.get("FIRMWARE_SOAK_SECONDS", "10"))
+SOAK_CORRUPT = 0.01  # per octet the firmware sends
+SOAK_DROP = 0.01  # per frame the firmware receives
+MAX_FAILED_IN_A_ROW = 3
+_READ_DATA_SET = p1451.read_data_set(0)
+
+
+class FaultyPtyTim(PtyTim):
+    """A PtyTim that drops received frames and corrupts sent octets, and counts both.
+
+    Received octets are cut into whole frames at their delimiters (the NCAP's side is not
+    corrupted, so every frame it sends arrives whole); each is dropped with probability
+    ``drop`` or fed to the core alone, so each answer belongs to one known command.
+
+    A *reading* is the reply to one executed Read data-set segment command (a replay of it
+    is the same reading).  It is *delivered* when one transmission of it left with no
+    corrupted octet and the octet sent just before it (the previous frame's delimiter) was
+    intact too: the NCAP's decoder is then in sync at its start and must decode it.
+    """
+
+    def __init__(self, core: Any, seed: int) -> None:
+        super().__init__(core)
+        self.random = random.Random(seed)
+        self.drop = 0.0
+        self.corrupt = 0.0
+        self.stats: collections.Counter[str] = collections.Counter()
+        self._pending = b""
+        self._in_sync = True  # the last octet sent was an intact delimiter
+        self._reading: list[bool] | None = None  # [delivered] of the last executed reply
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.master, 4096)
+        except OSError:
+            return
+        *frames, self._pending = (self._pending + data).split(b"\x00")
+        out = bytearray()
+        for encoded in frames:
+            if not encoded:
+                continue
+            self.stats["frames_received"] += 1
+            if self.drop and self.random.random() < self.drop:
+                self.stats["frames_dropped"] += 1
+                continue
+            out += self._answer(encoded + b"\x00")
+        if out:
+            os.write(self.master, bytes(out))
+
+    def _answer(self, wire: bytes) -> bytes:
+        replays = self.core.replays
+        answer = self.core.feed(wire)
+        if not answer:
+            return b""
+        if self.core.replays == replays:  # executed: a new answer
+            self._reading = [False] if self._is_reading(wire, answer) else None
+        else:
+            self.stats["replays"] += 1
+        out = bytearray(answer)
+        flipped = 0
+        for index in range(len(out)):
+            if self.corrupt and self.random.random() < self.corrupt:
+                out[index] ^= self.random.randrange(1, 256)
+                flipped += 1
+        intact = flipped == 0 and self._in_sync
+        self._in_sync = out[-1] == 0
+        self.stats["frames_sent"] += 1
+        if flipped:
+            self.stats["frames_corrupted"] += 1
+            self.stats["octets_corrupted"] += flipped
+        if self._reading is not None:
+            if self.core.replays == replays:
+                self.stats["readings_sent"] += 1
+            if not intact:
+                self.stats["reading_transmissions_not_intact"] += 1
+            elif not self._reading[0]:
+                self._reading[0] = True
+                self.stats["readings_delivered"] += 1
+        return bytes(out)
+
+    @staticmethod
+    def _is_reading(command: bytes, answer: bytes) -> bool:
+        """A successful reply to a Read data-set segment command."""
+        asked = LinkFrame.from_bytes(command).payload
+        frame = LinkFrame.from_bytes(answer)
+        return (
+            frame.kind is FrameKind.REPLY
+            and frame.payload[:1] != b"\x00"
+            and asked[2:4] == _READ_DATA_SET.to_bytes()[2:4]
+        )
+
+
+def _longest_failure_run(outcomes: list[bool]) -> int:
+    longest = run = 0
+    for ok in outcomes:
+        run = 0 if ok else run + 1
+        longest = max(longest, run)
+    return longest
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(FIRMWARE_SOAK_SECONDS + 60)
+async def test_firmware_corruption_soak() -> None:
+    """SerialTim reads continuously from the firmware core over a faulty pty.
+
+    Asserted: every read gives a Sample of the channel asked or raises a TimError; faults
+    really happened; no more than MAX_FAILED_IN_A_ROW reads fail in a row and the last
+    read succeeds; and ``readings_delivered <= samples <= readings_sent``.  The lower
+    bound holds because the core answers at once (well inside the driver's reply timeout)
+    and a delivered reply is decoded by a receiver in sync; each read yields at most one
+    sample, from one reading, so a sample beyond the delivered ones needs a reading whose
+    every transmission was not intact.
+    """
+    bench = Bench()
+    server = FaultyPtyTim(bench.core, seed=21451)
+    samples = 0
+    outcomes: list[bool] = []  # one per read: True = sample
+    errors: collections.Counter[str] = collections.Counter()
+    try:
+        async with SerialTim(SerialSettings(server.path)) as tim:
+            # Discovery reads the TEDS; the soak is about the steady state, so the
+            # faults start afterwards.
+            info = await asyncio.wait_for(tim.discover(), 10)
+            await tim.write(2, 1.0)  # the actuator reads back what was written
+            server.drop, server.corrupt = SOAK_DROP, SOAK_CORRUPT
+            numbers = [channel.number for channel in info.channels]
+
+            async def read_once() -> None:
+                nonlocal samples
+                number = numbers[len(outcomes) % len(numbers)]
+                try:
+                    sample = await tim.read(number)
+                except TimError as err:
+                    errors[type(err).__name__] += 1
+                    outcomes.append(False)
+                    return
+                assert isinstance(sample, Sample)
+                assert sample.channel == number
+                assert sample.value == pytest.approx(21.5 if number == 1 else 1.0, abs=1e-4)
+                samples += 1
+                outcomes.append(True)
+
+            deadline = time.monotonic() + FIRMWARE_SOAK_SECONDS
+            while time.monotonic() < deadline:
+                await read_once()
+            # Past the deadline, read on until a read succeeds (bounded): the link is up.
+            for _ in range(MAX_FAILED_IN_A_ROW + 1):
+                if outcomes[-1]:
+                    break
+                await read_once()
+    finally:
+        server.close()
+    stats = server.stats
+    print(
+        f"\nfirmware soak {FIRMWARE_SOAK_SECONDS:g} s: {len(outcomes)} reads, "
+        f"{samples} samples, errors {dict(errors)}, harness {dict(stats)}, "
+        f"core errors {bench.core.errors} replays {bench.core.replays}"
+    )
+    assert stats["frames_corrupted"] > 0
+    assert stats["frames_dropped"] > 0
+    assert samples > 0
+    assert _longest_failure_run(outcomes) <= MAX_FAILED_IN_A_ROW
+    assert outcomes[-1], "the last read failed: the link stayed down"
+    assert samples >= stats["readings_delivered"]
+    assert samples - stats["readings_delivered"] <= stats["reading_transmissions_not_intact"]
+    assert samples <= stats["readings_sent"]
