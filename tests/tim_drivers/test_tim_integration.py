@@ -21,7 +21,7 @@ from tim_drivers.codec import p1451
 from tim_drivers.codec.framing import FrameDecoder, FrameKind, LinkFrame
 from tim_drivers.codec.teds import MetaTeds
 from tim_drivers.drivers.p1451_serial import ChannelKind, SerialTim
-from tim_drivers.errors import ProfileError, TimError
+from tim_drivers.errors import CommandFailed, ProfileError, TimError
 from tim_drivers.sim import TimSimulator, load_profile, parse_profile
 from tim_drivers.transport.serial_link import SerialSettings
 
@@ -83,6 +83,18 @@ async def test_discover_and_read(env_tim: SerialTim) -> None:
     assert abs(time.time() - sample.timestamp.timestamp()) < 5
     assert (await env_tim.read(2)).value == pytest.approx(45, abs=4)
     assert (await env_tim.read(3)).value == pytest.approx(101325, abs=200)
+
+
+@pytest.mark.integration
+async def test_idle_stops_triggers_until_operate(env_tim: SerialTim) -> None:
+    await env_tim.discover()
+    (sample,) = await env_tim.read_data_set(3)
+    assert sample.unit == "Pa"
+    await env_tim.idle(1)
+    with pytest.raises(CommandFailed):  # a trigger is refused outside Operating
+        await env_tim.read(1)
+    await env_tim.operate(1)
+    assert (await env_tim.read(1)).unit == "°C"
 
 
 @pytest.mark.integration

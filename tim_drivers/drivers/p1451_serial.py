@@ -199,6 +199,10 @@ class SerialTim:
 
     async def read(self, channel: int) -> Sample:
         """Trigger ``channel``, read its data set and return the first sample."""
+        return (await self.read_data_set(channel))[0]
+
+    async def read_data_set(self, channel: int) -> tuple[Sample, ...]:
+        """Trigger ``channel`` and return every sample of its data set, in display units."""
         info = self._channel(channel)
         teds = info.teds
         async with self._sampling:
@@ -214,7 +218,17 @@ class SerialTim:
         if not values:
             raise FrameError(f"channel {channel}: empty data set")
         conversion = display_conversion(teds.phy_units)
-        return Sample(channel, conversion.to_display(values[0]), info.unit, timestamp)
+        return tuple(
+            Sample(channel, conversion.to_display(value), info.unit, timestamp) for value in values
+        )
+
+    async def operate(self, channel: int) -> None:
+        """Put a channel (or 0xFFFF: all) in Operating: sampling, reporting, driving outputs."""
+        await self._request(p1451.operate(channel))
+
+    async def idle(self, channel: int) -> None:
+        """Return a channel (or 0xFFFF: all) to Idle: no triggers, no events, outputs halted."""
+        await self._request(p1451.idle(channel))
 
     async def write(self, channel: int, value: float) -> None:
         """Write one sample (given in the display unit) to an actuator channel."""
