@@ -206,7 +206,8 @@ class TimNode:
         channel = self.channel(channel_name)
         if channel.kind is not ChannelKind.ACTUATOR:
             raise NotWritable(f"{self.node_id} channel {channel_name} is not an actuator")
-        if not channel.low_limit <= value <= channel.high_limit:
+        # A TEDS without range limits (NaN) sets no bounds.
+        if value < channel.low_limit or value > channel.high_limit:
             raise NotWritable(
                 f"{self.node_id} channel {channel_name}: {value:g} is outside "
                 f"{channel.low_limit:g}..{channel.high_limit:g}"

@@ -52,7 +52,19 @@ async def test_five_channels_with_si_values_through_prosody() -> None:
                 thing_jid, nodes=[NodeRef("weather")], timeout=TIMEOUT
             )
             (node,) = readout.fields
-            assert len(node.fields) == 5
+            # The simulator's waveforms (hardware/tims/weather.toml) in display units: kelvin
+            # shown as °C, ratio as %; a missed conversion lands far outside these bands.
+            expected = {
+                "air-temperature": ("°C", 8.0, 16.0),
+                "relative-humidity": ("%", 58.0, 82.0),
+                "barometric-pressure": ("Pa", 100900.0, 101700.0),
+                "wind-speed": ("m/s", 1.0, 8.0),
+                "illuminance": ("lx", 1000.0, 59000.0),
+            }
+            assert {f.name: f.unit for f in node.fields} == {k: v[0] for k, v in expected.items()}
+            for field in node.fields:
+                _unit, low, high = expected[field.name]
+                assert low <= float(field.value) <= high, (field.name, field.value)
             channels = await client.concentrator.get_child_nodes(
                 thing_jid, NodeRef("weather", SOURCE_ID), timeout=TIMEOUT
             )

@@ -15,7 +15,7 @@ from tim_drivers.transport.serial_link import SerialSettings, TimLink
 
 pytestmark = pytest.mark.timeout(10)
 
-T = 0.05  # per-attempt timeout for tests that expect answers or quick silence
+T = 0.3  # per-attempt timeout: long enough that an answered attempt never times out under load
 
 
 def reply(frame: LinkFrame, data: bytes = b"ok", success: bool = True) -> bytes:

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from enum import IntEnum
 
 from tim_drivers.codec import p1451
+from tim_drivers.codec.framing import MAX_ENCODED
 from tim_drivers.codec.teds import (
     FLOAT32_SAMPLE,
     MAX_TEDS_SIZE,
@@ -36,7 +37,7 @@ from tim_drivers.codec.teds import (
     decode_samples,
     encode_samples,
 )
-from tim_drivers.errors import CommandFailed, FrameError, TedsError, TimError
+from tim_drivers.errors import FrameError, TedsError, TimError, TimUnavailable
 from tim_drivers.transport.serial_link import LostCallback, SerialSettings, TimLink
 
 _LOGGER = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ DEFAULT_TIMEOUT = 1.0  # reply timeout before the Meta-TEDS is known (§12.2)
 MIN_TIMEOUT = 0.05
 MAX_TIMEOUT = 5.0  # cap on OHoldOff as a reply timeout
 MAX_SETTLE = 5.0  # cap on the wait between Trigger and Read data-set
+BITS_PER_OCTET = 11  # start bit, 8 data bits, parity, stop bit: the slowest framing
 ZERO_CELSIUS = 273.15
 
 
@@ -223,11 +225,11 @@ class SerialTim:
         )
 
     async def operate(self, channel: int) -> None:
-        """Put a channel (or 0xFFFF: all) in Operating: sampling, reporting, driving outputs."""
+        """Put a channel in Operating: sampling, reporting, driving outputs."""
         await self._request(p1451.operate(channel))
 
     async def idle(self, channel: int) -> None:
-        """Return a channel (or 0xFFFF: all) to Idle: no triggers, no events, outputs halted."""
+        """Return a channel to Idle: no triggers, no events, outputs halted."""
         await self._request(p1451.idle(channel))
 
     async def write(self, channel: int, value: float) -> None:
@@ -236,7 +238,10 @@ class SerialTim:
         if info.kind is not ChannelKind.ACTUATOR:
             raise TimError(f"channel {channel} is not an actuator")
         raw = display_conversion(info.teds.phy_units).to_raw(value)
-        data = encode_samples([raw], info.teds.sample or FLOAT32_SAMPLE)
+        try:
+            data = encode_samples([raw], info.teds.sample or FLOAT32_SAMPLE)
+        except (ValueError, OverflowError) as err:
+            raise TimError(f"channel {channel}: {value!r} does not fit its sample format") from err
         await self._request(p1451.operate(channel))
         await self._request(p1451.write_data_set(channel, 0, data))
 
@@ -276,15 +281,21 @@ class SerialTim:
     # --- internals --------------------------------------------------------------------
 
     async def _request(self, command: p1451.Command) -> p1451.Reply | None:
+        # The TIM's hold-off plus the time the longest frame takes on the wire both ways:
+        # at 9600 baud a full TEDS segment alone takes about a second.
+        wire = 2 * MAX_ENCODED * BITS_PER_OCTET / self.settings.baudrate
         return await self._link.request(
-            command, timeout=self._timeout, expect_reply=command.reply_expected
+            command, timeout=self._timeout + wire, expect_reply=command.reply_expected
         )
 
     async def _read_name(self, channel: int) -> str | None:
         try:
             data = await self.read_teds(channel, p1451.TedsAccessCode.USER_NAME)
             return UserNameTeds.from_bytes(data).name or None
-        except (TedsError, CommandFailed) as err:
+        except TimUnavailable:
+            raise
+        except TimError as err:
+            # The name is optional: a TIM without a usable one is still worth serving.
             _LOGGER.debug("port=%s ch=%d no usable name TEDS: %s", self.settings.port, channel, err)
             return None
 

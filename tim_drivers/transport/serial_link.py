@@ -131,6 +131,7 @@ class TimLink:
                     raise ValueError("transport has no serial port")
                 port.rs485_mode = serial.rs485.RS485Settings()
             except (serial.SerialException, OSError, ValueError) as err:
+                self._closing = True  # our own close: not a vanished port
                 transport.close()
                 raise TimUnavailable(f"{settings.port}: RS-485 mode refused: {err}") from err
         self._transport = transport
