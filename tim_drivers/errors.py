@@ -67,3 +67,11 @@ class CommandFailed(TimError):
         super().__init__(message)
         self.reason = reason
         self.data = data
+
+
+class RegisterCodecError(TimError, ValueError):
+    """A Modbus value that does not fit its register format, or registers of the wrong count."""
+
+
+class DeviceProfileError(ProfileError):
+    """An invalid Modbus device profile; the message names the offending key."""

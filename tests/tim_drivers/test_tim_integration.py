@@ -98,6 +98,26 @@ async def test_idle_stops_triggers_until_operate(env_tim: SerialTim) -> None:
 
 
 @pytest.mark.integration
+async def test_address_groups_and_the_global_address(env_tim: SerialTim) -> None:
+    await env_tim.discover()
+    await env_tim.idle(p1451.GLOBAL_CHANNEL)
+    with pytest.raises(CommandFailed):
+        await env_tim.read(2)
+    await env_tim.define_group(0x8001, [1, 3])
+    await env_tim.operate(0x8001)
+    assert (await env_tim.read(1)).unit == "°C"
+    assert (await env_tim.read(3)).unit == "Pa"
+    with pytest.raises(CommandFailed):  # not a member: still Idle
+        await env_tim.read(2)
+    await env_tim.operate(p1451.GLOBAL_CHANNEL)
+    assert (await env_tim.read(2)).unit == "%"
+    with pytest.raises(CommandFailed):  # a group nobody joined
+        await env_tim.operate(0x8002)
+    with pytest.raises(ValueError, match="not an AddressGroup"):
+        p1451.define_address_group(1, 0x0042)
+
+
+@pytest.mark.integration
 async def test_read_before_discover_and_unknown_channel(env_tim: SerialTim) -> None:
     with pytest.raises(TimError, match="discover"):
         await env_tim.read(1)

@@ -27,6 +27,8 @@ _LOGGER = logging.getLogger(__name__)
 
 TIM_CHANNEL = 0x0000  # the TIM itself
 GLOBAL_CHANNEL = 0xFFFF  # all channels
+FIRST_ADDRESS_GROUP = 0x8000  # 0x8000..0xFFFE: AddressGroups (multicast to their members)
+LAST_ADDRESS_GROUP = 0xFFFE
 UNSUPPORTED_OFFSET = 0xFFFFFFFF  # Read TEDS segment reply: TEDS virtual/unsupported/invalid
 
 
@@ -50,6 +52,12 @@ class CommonCmd(IntEnum):
     WRITE_TEDS_SEGMENT = 3
     UPDATE_TEDS = 4
     READ_STATUS_EVENT = 8
+
+
+class XdcrIdleCmd(IntEnum):
+    """Class 2 functions used by the NCAP (Table 25)."""
+
+    ADDRESS_GROUP_DEFINITION = 3
 
 
 class XdcrOperateCmd(IntEnum):
@@ -330,3 +338,19 @@ def parse_segment_args(args: bytes, *, with_code: bool) -> tuple[int, int, bytes
     else:
         code, (offset,) = 0, struct.unpack_from(">I", args)
     return code, offset, args[head:]
+
+
+def is_address_group(address: int) -> bool:
+    return FIRST_ADDRESS_GROUP <= address <= LAST_ADDRESS_GROUP
+
+
+def define_address_group(channel: int, group: int) -> Command:
+    """Make an Idle *channel* a member of AddressGroup *group* (no reply)."""
+    if not is_address_group(group):
+        raise ValueError(f"{group:#06x} is not an AddressGroup address")
+    return Command(
+        channel,
+        CommandClass.XDCR_IDLE,
+        XdcrIdleCmd.ADDRESS_GROUP_DEFINITION,
+        group.to_bytes(2, "big"),
+    )

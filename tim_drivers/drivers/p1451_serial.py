@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
@@ -224,12 +224,18 @@ class SerialTim:
             Sample(channel, conversion.to_display(value), info.unit, timestamp) for value in values
         )
 
+    async def define_group(self, group: int, channels: Iterable[int]) -> None:
+        """Make Idle *channels* the members of AddressGroup *group* (0x8000..0xFFFE), so that
+        one Operate, Idle or Trigger sent to the group reaches them all."""
+        for channel in channels:
+            await self._request(p1451.define_address_group(channel, group))
+
     async def operate(self, channel: int) -> None:
-        """Put a channel in Operating: sampling, reporting, driving outputs."""
+        """Put a channel in Operating (also an AddressGroup, or 0xFFFF for every channel)."""
         await self._request(p1451.operate(channel))
 
     async def idle(self, channel: int) -> None:
-        """Return a channel to Idle: no triggers, no events, outputs halted."""
+        """Return a channel to Idle (also an AddressGroup, or 0xFFFF for every channel)."""
         await self._request(p1451.idle(channel))
 
     async def write(self, channel: int, value: float) -> None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import errno
 import logging
 import os
@@ -54,6 +55,7 @@ from tim_drivers.codec.p1451 import (
     TedsAccessCode,
     TedsAttribute,
     XdcrEitherCmd,
+    XdcrIdleCmd,
     XdcrOperateCmd,
 )
 from tim_drivers.codec.teds import (
@@ -182,6 +184,7 @@ class TimSimulator:
         self._decoder = FrameDecoder()
         self._teds = self._build_teds(profile)
         self._operating: set[int] = set()
+        self._groups: dict[int, set[int]] = {}  # AddressGroup -> member channels
         self._latched: dict[int, float] = {}
         self._written: dict[int, float] = {}
         self._last: _Answer | None = None
@@ -412,6 +415,27 @@ class TimSimulator:
             return LinkFrame(FrameKind.ACK, frame.seq)
         return _nak(frame.seq, result)
 
+    def _execute_multicast(self, command: p1451.Command) -> NakReason | None:
+        """Operate, Idle or Trigger sent to every channel or to an AddressGroup."""
+        multicast = {
+            (CommandClass.XDCR_EITHER, XdcrEitherCmd.OPERATE),
+            (CommandClass.XDCR_EITHER, XdcrEitherCmd.IDLE),
+            (CommandClass.XDCR_OPERATE, XdcrOperateCmd.TRIGGER),
+        }
+        if (command.cmd_class, command.function) not in multicast:
+            return NakReason.UNKNOWN_COMMAND  # data sets are read one channel at a time
+        if command.channel == p1451.GLOBAL_CHANNEL:
+            members = set(range(1, len(self.profile.channels) + 1))
+        else:
+            members = self._groups.get(command.channel, set())
+        if not members:
+            return NakReason.UNKNOWN_COMMAND
+        for member in sorted(members):
+            if command.cmd_class == CommandClass.XDCR_OPERATE and member not in self._operating:
+                continue  # a trigger reaches the members that are Operating
+            self._execute(dataclasses.replace(command, channel=member))
+        return None
+
     def _execute(self, command: p1451.Command) -> p1451.Reply | NakReason | None:
         """Run one command: a Reply, None for ACK, or a NAK reason."""
         key = (command.cmd_class, command.function)
@@ -423,13 +447,24 @@ class TimSimulator:
         if key == (CommandClass.COMMON, CommonCmd.READ_STATUS_EVENT):
             return p1451.Reply(True, bytes(4))
         if key == (CommandClass.ANY_STATE, AnyStateCmd.RESET):
+            self._groups.clear()
             self._operating.clear()
             self._latched.clear()
             self._written.clear()
             self._events.clear()
             return None
+        if channel == p1451.GLOBAL_CHANNEL or p1451.is_address_group(channel):
+            return self._execute_multicast(command)
         if not 1 <= channel <= len(self.profile.channels):
             return NakReason.UNKNOWN_COMMAND
+        if key == (CommandClass.XDCR_IDLE, XdcrIdleCmd.ADDRESS_GROUP_DEFINITION):
+            if channel in self._operating or len(command.args) != 2:
+                return NakReason.UNKNOWN_COMMAND  # XdcrIdle commands need Idle
+            group = int.from_bytes(command.args, "big")
+            if not p1451.is_address_group(group):
+                return NakReason.UNKNOWN_COMMAND
+            self._groups.setdefault(group, set()).add(channel)
+            return None
         if key == (CommandClass.XDCR_EITHER, XdcrEitherCmd.OPERATE):
             self._operating.add(channel)
             return None

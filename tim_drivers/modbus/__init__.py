@@ -1,0 +1,1 @@
+"""Modbus legacy devices: register codec, device profiles, read planner (all pure)."""
