@@ -55,26 +55,68 @@ class TimSection(_Section):
     """How often the TIM's sensors are read for event subscribers."""
 
 
+class ModbusDeviceSection(_Section):
+    name: Name
+    """Node id of the device (a virtual TIM)."""
+    profile: Annotated[str, Field(min_length=1)]
+    """A register map: a file name in hardware/devices/ (without .toml) or a path."""
+    slave_id: Annotated[int, Field(ge=1, le=247)] | None = None
+    """Unit id on the bus; the profile's default when not set."""
+
+
+class ModbusSection(_Section):
+    """One Modbus bus: a serial line (RTU) or a TCP endpoint (Modbus TCP, RTU over TCP)."""
+
+    name: Name
+    kind: Literal["rtu", "tcp", "rtu-over-tcp"]
+    port: str = ""
+    """Serial device, for kind = "rtu"."""
+    host: str = "127.0.0.1"
+    tcp_port: Annotated[int, Field(ge=1, le=65535)] = 502
+    baudrate: Annotated[int, Field(ge=300, le=4_000_000)] = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    rs485: bool = False
+    timeout_s: Annotated[float, Field(gt=0, le=30)] = 0.5
+    device: tuple[ModbusDeviceSection, ...] = ()
+
+    @model_validator(mode="after")
+    def _port_for_serial(self) -> ModbusSection:
+        if self.kind == "rtu" and not self.port:
+            raise _KeyedProblem("port", 'required when kind = "rtu"')
+        return self
+
+
 class Config(_Section):
     schema_version: Literal[1] = 1
     gateway: GatewaySection = GatewaySection()
     xmpp: XmppSection
     tim: tuple[TimSection, ...] = ()
+    modbus: tuple[ModbusSection, ...] = ()
 
     @model_validator(mode="after")
-    def _unique_tims(self) -> Config:
-        seen_names: set[str] = set()
+    def _unique_nodes_and_ports(self) -> Config:
+        # TIMs and Modbus devices are node ids in one data source, beside the gateway's.
+        names = [(f"tim[{i}].name", tim.name) for i, tim in enumerate(self.tim)]
+        ports = [(f"tim[{i}].port", tim.port) for i, tim in enumerate(self.tim)]
+        for i, bus in enumerate(self.modbus):
+            names.extend(
+                (f"modbus[{i}].device[{j}].name", d.name) for j, d in enumerate(bus.device)
+            )
+            if bus.kind == "rtu":
+                ports.append((f"modbus[{i}].port", bus.port))
+        seen_names = {self.gateway.name}
+        for key, name in names:
+            if name == self.gateway.name:
+                raise _KeyedProblem(key, "must differ from gateway.name")
+            if name in seen_names:
+                raise _KeyedProblem(key, f"duplicate node name {name!r}")
+            seen_names.add(name)
         seen_ports: set[str] = set()
-        for index, tim in enumerate(self.tim):
-            if tim.name == self.gateway.name:
-                # Both are node ids in the same data source.
-                raise _KeyedProblem(f"tim[{index}].name", "must differ from gateway.name")
-            if tim.name in seen_names:
-                raise _KeyedProblem(f"tim[{index}].name", f"duplicate TIM name {tim.name!r}")
-            if tim.port in seen_ports:
-                raise _KeyedProblem(f"tim[{index}].port", f"port {tim.port!r} used twice")
-            seen_names.add(tim.name)
-            seen_ports.add(tim.port)
+        for key, port in ports:
+            if port in seen_ports:
+                raise _KeyedProblem(key, f"port {port!r} used twice")
+            seen_ports.add(port)
         return self
 
 
@@ -127,7 +169,10 @@ def parse_config(raw: dict[str, object]) -> Config:
         first = err.errors()[0]
         cause = first.get("ctx", {}).get("error")
         if isinstance(cause, _KeyedProblem):
-            raise ConfigError(cause.key, cause.problem) from None
+            # A nested section's check names its key relative to that section.
+            where = _key(first["loc"]) if first["loc"] else ""
+            key = f"{where}.{cause.key}" if where else cause.key
+            raise ConfigError(key, cause.problem) from None
         key = _key(first["loc"])
         problem = _describe(first["type"], first["msg"])
         raise ConfigError(key, problem) from None

@@ -92,6 +92,42 @@ def test_tim_named_like_the_gateway_is_rejected(tmp_path: Path) -> None:
     assert caught.value.problem == "must differ from gateway.name"
 
 
+MODBUS = """
+[[modbus]]
+name = "bus-a"
+kind = "rtu"
+port = "/dev/ttyUSB1"
+[[modbus.device]]
+name = "meter"
+profile = "eastron-sdm120"
+slave_id = 2
+"""
+
+
+def test_modbus_buses_and_devices(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, GOOD + MODBUS))
+    (bus,) = config.modbus
+    assert (bus.kind, bus.baudrate, bus.device[0].slave_id) == ("rtu", 9600, 2)
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "key", "problem"),
+    [
+        ('port = "/dev/ttyUSB1"\n', "", "modbus[0].port", "required when"),
+        ('name = "meter"', 'name = "env"', "modbus[0].device[0].name", "duplicate node"),
+        ("slave_id = 2", "slave_id = 300", "modbus[0].device[0].slave_id", "less than"),
+        ('port = "/dev/ttyUSB1"', 'port = "/dev/ttyUSB0"', "modbus[0].port", "used twice"),
+    ],
+)
+def test_bad_modbus_sections_name_the_key(
+    tmp_path: Path, replace: str, by: str, key: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, GOOD + MODBUS.replace(replace, by, 1)))
+    assert caught.value.key == key
+    assert problem in caught.value.problem
+
+
 def test_secret_readable_by_others_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(_write(tmp_path, GOOD, secret_mode=0o644))
