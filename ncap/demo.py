@@ -20,6 +20,7 @@ from typing import Any
 from ncap.app import Gateway
 from ncap.config import load_config, write_secret
 from ncap.errors import RigError
+from ncap.hardware import hardware_file
 from ncap.rig.prosody import Account, PrivateProsody
 from ncap.rig.pty import PtyPair
 
@@ -31,16 +32,8 @@ READY_TIMEOUT_S = 60.0
 
 
 def find_profile(name: str) -> Path:
-    """A TIM profile from the source tree, else from the installed data directory."""
-    candidates = [
-        Path(__file__).resolve().parent.parent / "hardware" / "tims" / name,
-        Path(sys.prefix) / "share" / "ncap" / "tims" / name,
-        Path("/usr/share/ncap/tims") / name,
-    ]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise RigError(f"TIM profile {name} not found (looked in {', '.join(map(str, candidates))})")
+    """A TIM simulator profile from hardware/tims/."""
+    return hardware_file("tims", name)
 
 
 async def start_simulator(
