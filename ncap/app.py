@@ -6,11 +6,16 @@ import asyncio
 import functools
 import logging
 
-from ncap.config import Config, read_secret
-from ncap.errors import NcapError
+from ncap.config import Config, ModbusSection, read_secret
+from ncap.errors import ConfigError, NcapError
+from ncap.hardware import device_profile
 from ncap.sensors import Reading, SensorTree, TimNode
 from ncap.xmpp.thing import ThingClient
 from tim_drivers.drivers.p1451_serial import SerialTim
+from tim_drivers.errors import TimError
+from tim_drivers.modbus.bus import ModbusBus, ModbusBusSettings
+from tim_drivers.modbus.device import ModbusDevice
+from tim_drivers.modbus.profile import load_profile
 from tim_drivers.transport.serial_link import SerialSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -21,23 +26,33 @@ STOP_TIMEOUT_S = 5.0
 class Gateway:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.tree = SensorTree(
-            [
-                TimNode(
-                    tim.name,
-                    SerialTim(
-                        SerialSettings(
-                            port=tim.port,
-                            baudrate=tim.baudrate,
-                            parity=tim.parity,
-                            stopbits=tim.stopbits,
-                            rs485=tim.rs485,
-                        )
-                    ),
-                )
-                for tim in config.tim
-            ]
-        )
+        self._intervals: dict[str, float] = {}
+        nodes = []
+        for tim in config.tim:
+            settings = SerialSettings(
+                port=tim.port,
+                baudrate=tim.baudrate,
+                parity=tim.parity,
+                stopbits=tim.stopbits,
+                rs485=tim.rs485,
+            )
+            nodes.append(TimNode(tim.name, SerialTim(settings)))
+            self._intervals[tim.name] = tim.poll_interval_s
+        for index, section in enumerate(config.modbus):
+            try:
+                bus = ModbusBus(_bus_settings(section))
+            except TimError as err:
+                raise ConfigError(f"modbus[{index}]", str(err)) from err
+            for number, device in enumerate(section.device):
+                key = f"modbus[{index}].device[{number}].profile"
+                try:
+                    profile = load_profile(device_profile(device.profile))
+                except (NcapError, TimError) as err:
+                    raise ConfigError(key, str(err)) from err
+                driver = ModbusDevice(bus, profile, slave_id=device.slave_id)
+                nodes.append(TimNode(device.name, driver))
+                self._intervals[device.name] = profile.poll_interval_s
+        self.tree = SensorTree(nodes)
         xmpp = config.xmpp
         self.client = ThingClient(
             f"{xmpp.jid}/{xmpp.resource}",
@@ -54,7 +69,7 @@ class Gateway:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        intervals = {tim.name: tim.poll_interval_s for tim in self.config.tim}
+        intervals = self._intervals
         for node in self.tree.nodes():
             node.on_readings = functools.partial(self._report, node)
             self._tasks.append(loop.create_task(node.run(), name=f"tim-{node.node_id}"))
@@ -104,6 +119,20 @@ class Gateway:
         for node in self.tree.nodes():
             await node.close()
         _LOGGER.info("gateway stopped")
+
+
+def _bus_settings(section: ModbusSection) -> ModbusBusSettings:
+    return ModbusBusSettings(
+        kind=section.kind,
+        port=section.port,
+        host=section.host,
+        tcp_port=section.tcp_port,
+        baudrate=section.baudrate,
+        parity=section.parity,
+        stopbits=section.stopbits,
+        rs485=section.rs485,
+        timeout_s=section.timeout_s,
+    )
 
 
 async def run_until_signalled(gateway: Gateway, stop: asyncio.Event) -> None:

@@ -75,3 +75,30 @@ class RegisterCodecError(TimError, ValueError):
 
 class DeviceProfileError(ProfileError):
     """An invalid Modbus device profile; the message names the offending key."""
+
+
+class BusSettingsError(TimError, ValueError):
+    """Invalid Modbus bus settings (kind, port, serial framing, timeouts)."""
+
+
+class ModbusExceptionReply(TimError):
+    """A Modbus slave answered with an exception response; ``code`` is its exception code.
+
+    Code 2 (illegal data address) is what the read planner learns from.
+    """
+
+    def __init__(self, message: str, *, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class SlaveSilent(TimTimeout):
+    """A Modbus slave is backed off after consecutive timeouts; nothing was sent."""
+
+
+class WriteRefused(TimError):
+    """A write to a channel the device profile does not declare writable."""
+
+
+class WriteVerifyFailed(TimError):
+    """A written value did not read back as written."""
