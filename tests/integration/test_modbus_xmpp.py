@@ -117,3 +117,14 @@ slave_id = 1
                     timeout=TIMEOUT,
                 )
             assert all(r.function not in (5, 6, 15, 16) for r in peer.requests[before:])
+
+            # A declared writable holding register is written, read back and verified.
+            await client.control.set(
+                thing_jid,
+                [ControlValue.double("temperature_correction", -1.5)],
+                nodes=[NodeRef("climate/temperature_correction", SOURCE_ID)],
+                timeout=TIMEOUT,
+            )
+            assert store.get(1, "holding", 0x0103, 1) == [(-15) & 0xFFFF]
+            writes = [r for r in peer.requests[before:] if r.function in (6, 16)]
+            assert [w.address for w in writes] == [0x0103]

@@ -7,6 +7,7 @@ import socket
 
 import pytest
 from modbus_peer import Peer, Store, start_tcp, stop
+from pymodbus.framer import FramerType
 
 from tim_drivers.errors import (
     BusSettingsError,
@@ -163,3 +164,23 @@ async def test_lost_connection_is_reported() -> None:
         assert isinstance(await asyncio.wait_for(lost, 5), TimUnavailable)
     finally:
         await bus.close()
+
+
+@pytest.mark.integration
+async def test_rtu_over_tcp_reads_and_writes() -> None:
+    """A serial server on TCP: RTU frames with their CRC, no MBAP header."""
+    peer = await start_tcp(Store([4]), framer=FramerType.RTU)
+    peer.store.put(4, "holding", 100, [11, 22])
+    settings = ModbusBusSettings(
+        kind="rtu-over-tcp", tcp_port=peer.port, baudrate=19200, timeout_s=1.0
+    )
+    bus = ModbusBus(settings)
+    await bus.open()
+    try:
+        assert await bus.read(3, 100, 2, 4) == [11, 22]
+        await bus.write(6, 101, [33], 4)
+        assert peer.store.get(4, "holding", 100, 2) == [11, 33]
+        assert settings.silence_s > 0  # the serial line behind the server keeps its silence
+    finally:
+        await bus.close()
+        await stop(peer)
