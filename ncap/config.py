@@ -77,7 +77,8 @@ class ModbusSection(_Section):
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     rs485: bool = False
-    timeout_s: Annotated[float, Field(gt=0, le=30)] = 0.5
+    timeout_s: Annotated[float, Field(gt=0, le=30)] | None = None
+    """Reply timeout; by default derived from the baud rate (RTU) or 1 s (TCP)."""
     device: tuple[ModbusDeviceSection, ...] = ()
 
     @model_validator(mode="after")

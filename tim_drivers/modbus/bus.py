@@ -55,6 +55,14 @@ BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 60.0
 _NEVER_DISCONNECT = 1 << 30  # pymodbus's silent-request count before it closes the link
 
+# A slave answering slower than this after the request is treated as silent (RTU default).
+TURNAROUND_BUDGET_S = 0.1
+ASSUMED_TURNAROUND_S = 0.001  # what a typical slave takes, for the gap rule
+REQUEST_OCTETS = 8  # a read request: slave, function, address, count, CRC
+REPLY_OVERHEAD_OCTETS = 5  # a read reply besides its data: slave, function, count, CRC
+MAX_FRAME_OCTETS = 256
+SILENCE_SPIN_S = 0.001  # the last part of the silence is waited precisely, not by a timer
+
 READ_FUNCTIONS = (1, 2, 3, 4)
 WRITE_FUNCTIONS = (5, 6, 15, 16)
 
@@ -70,8 +78,10 @@ class ModbusBusSettings:
     stopbits: int = 1
     bytesize: int = 8
     rs485: bool = False  # kernel RS-485 mode (RTS direction control) on the serial port
-    timeout_s: float = 0.5
-    retries: int = 1
+    timeout_s: float | None = None
+    """Per-attempt reply timeout; None derives it from the wire (RTU) or uses 1 s (TCP)."""
+    retries: int = 0
+    """Immediate retries; a slave that stays silent is backed off and polled again later."""
 
     def __post_init__(self) -> None:
         if self.kind not in ("rtu", "tcp", "rtu-over-tcp"):
@@ -84,10 +94,38 @@ class ModbusBusSettings:
             raise BusSettingsError(f"parity must be N, E or O, not {self.parity!r}")
         if self.stopbits not in (1, 2) or self.bytesize not in (7, 8):
             raise BusSettingsError("stopbits must be 1 or 2 and bytesize 7 or 8")
-        if self.baudrate <= 0 or self.timeout_s <= 0 or self.retries < 0:
-            raise BusSettingsError("baudrate and timeout_s must be positive, retries >= 0")
+        if self.baudrate <= 0 or (self.timeout_s is not None and self.timeout_s <= 0):
+            raise BusSettingsError("baudrate and timeout_s must be positive")
+        if self.retries < 0:
+            raise BusSettingsError("retries must be >= 0")
         if self.rs485 and self.kind != "rtu":
             raise BusSettingsError("rs485 only applies to a local serial port (kind rtu)")
+
+    def wire_s(self, octets: int) -> float:
+        """How long *octets* take on the serial line."""
+        return octets * self.char_bits / self.baudrate
+
+    @property
+    def reply_timeout_s(self) -> float:
+        """The configured timeout, else the longest request and reply on the wire plus a
+        generous slave turnaround (0.4 s at 9600 baud, 0.15 s at 115200)."""
+        if self.timeout_s is not None:
+            return self.timeout_s
+        if self.kind == "tcp":
+            return 1.0
+        wire = self.wire_s(REQUEST_OCTETS + MAX_FRAME_OCTETS)
+        return wire + self.silence_s + TURNAROUND_BUDGET_S
+
+    @property
+    def break_even_gap(self) -> int:
+        """The largest gap of registers worth reading rather than starting a new request:
+        reading 2 octets more costs less than another request, its reply header and the two
+        silences around them (10 registers at 9600 8N1, about 30 at 115200 8E1)."""
+        if self.kind == "tcp":
+            return 32  # the cost of a request on TCP dwarfs a few registers
+        request = self.wire_s(REQUEST_OCTETS + REPLY_OVERHEAD_OCTETS)
+        cost = request + 2 * self.silence_s + ASSUMED_TURNAROUND_S
+        return max(1, int(cost / self.wire_s(2)))
 
     @property
     def name(self) -> str:
@@ -145,6 +183,7 @@ class ModbusBus:
         self._users = 0
         self._closing = False
         self._last_end: float | None = None
+        self._received_at: float | None = None
         self._health: dict[int, _SlaveHealth] = {}
         self._lost_callbacks: list[LostCallback] = []
 
@@ -172,18 +211,27 @@ class ModbusBus:
                 bytesize=s.bytesize,
                 parity=s.parity,
                 stopbits=s.stopbits,
-                timeout=s.timeout_s,
+                timeout=s.reply_timeout_s,
                 retries=s.retries,
                 trace_connect=self._trace_connect,
+                trace_packet=self._trace_packet,
             )
         return AsyncModbusTcpClient(
             s.host,
             port=s.tcp_port,
             framer=FramerType.RTU if s.kind == "rtu-over-tcp" else FramerType.SOCKET,
-            timeout=s.timeout_s,
+            timeout=s.reply_timeout_s,
             retries=s.retries,
             trace_connect=self._trace_connect,
+            trace_packet=self._trace_packet,
         )
+
+    def _trace_packet(self, sending: bool, data: bytes) -> bytes:
+        # The silence runs from when the reply arrived, not from when it was parsed and
+        # its caller woke up: that time overlaps the silence instead of adding to it.
+        if not sending:
+            self._received_at = self._clock()
+        return data
 
     async def open(self) -> None:
         """Connect on the first call; later calls only count another user."""
@@ -284,8 +332,10 @@ class ModbusBus:
         if remaining > 0:
             self.counters.silence_waits += 1
             self.counters.silence_wait_s += remaining
-            await asyncio.sleep(remaining)
-            # asyncio.sleep may return a hair early on coarse timers; never cut it short.
+            # Timers overshoot by a fraction of a millisecond: sleep most of the silence, then
+            # wait out the rest precisely (yielding to the loop), never cutting it short.
+            if remaining > SILENCE_SPIN_S:
+                await asyncio.sleep(remaining - SILENCE_SPIN_S)
             while self._clock() < self._last_end + silence:
                 await asyncio.sleep(0)
 
@@ -306,6 +356,7 @@ class ModbusBus:
                 )
             await self._keep_silence()
             self.counters.requests += 1
+            self._received_at = None
             try:
                 reply = await call(client)
             except ConnectionException as err:
@@ -325,7 +376,7 @@ class ModbusBus:
                 self.counters.connection_errors += 1
                 raise TimUnavailable(f"bus={self.name} slave={slave} {what}: {err}") from err
             finally:
-                self._last_end = self._clock()
+                self._last_end = self._received_at or self._clock()
             self._slave_answered(slave)
             if reply.isError():
                 self.counters.exceptions += 1

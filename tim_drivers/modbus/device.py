@@ -82,7 +82,12 @@ class ModbusDevice:
         self.slave_id = profile.slave_id if slave_id is None else slave_id
         if not 1 <= self.slave_id <= 247:
             raise TimError(f"slave id {self.slave_id} outside 1..247")
-        self.limits = limits or Limits(profile.max_gap, profile.max_registers, profile.max_bits)
+        if limits is None:
+            # Without a gap of its own the profile reads across gaps as long as that is
+            # cheaper on this wire than another request.
+            gap = profile.max_gap if profile.max_gap_set else bus.settings.break_even_gap
+            limits = Limits(gap, profile.max_registers, profile.max_bits)
+        self.limits = limits
         self.memory = PlanMemory()
         self.schedule: PollSchedule[ChannelProfile] = PollSchedule(
             plan_device(profile.channels, self.limits, self.memory)

@@ -146,6 +146,8 @@ class DeviceProfile:
     max_bits: int
     source: str
     channels: tuple[ChannelProfile, ...]
+    max_gap_set: bool = False
+    """True when the profile chose max_gap; else the bus derives it from its wire."""
 
     def channel(self, name: str) -> ChannelProfile:
         for channel in self.channels:
@@ -344,6 +346,7 @@ def parse_profile(data: Mapping[str, object], source: str = "profile") -> Device
         max_bits=device.integer("max_bits", 1, Function.COIL.max_read, 2000),
         source=device.text("source", "", empty=True),
         channels=(),
+        max_gap_set="max_gap" in device_table,
     )
     tables = data.get("channels")
     if not isinstance(tables, list) or not tables:
