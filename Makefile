@@ -19,6 +19,7 @@ unit: setup
 bench: setup
 	$(BIN)/python bench/readout_latency.py
 	$(BIN)/python bench/tim_link.py
+	$(BIN)/python bench/modbus_rtu.py
 
 # The line-noise soaks of `make test`, ten minutes each instead of seconds.
 soak: setup
