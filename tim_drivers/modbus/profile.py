@@ -47,7 +47,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-import math
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -62,6 +61,7 @@ from tim_drivers.modbus.registers import (
     Value,
 )
 from tim_drivers.modbus.units import UNITS
+from tim_drivers.tomlcheck import TableReader
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -160,63 +160,11 @@ class DeviceProfile:
         return self.max_bits if function.is_bit else self.max_registers
 
 
-class _Reader:
-    """Typed access to one TOML table; every error names the key (``channels[2].type``)."""
-
-    def __init__(self, source: str, table: Mapping[str, object], path: str) -> None:
-        self.source, self.table, self.path = source, table, path
-
-    def error(self, key: str, problem: str) -> DeviceProfileError:
-        where = f"{self.path}.{key}" if self.path else key
-        return DeviceProfileError(f"{self.source}: key '{where}': {problem}")
-
-    def check_keys(self, allowed: set[str]) -> None:
-        for key in self.table:
-            if key not in allowed:
-                raise self.error(key, f"unknown key (allowed: {', '.join(sorted(allowed))})")
-
-    def text(self, key: str, default: str | None = None, *, empty: bool = False) -> str:
-        value = self.table.get(key, default)
-        if not isinstance(value, str) or (not value and not empty):
-            raise self.error(key, "missing or not a non-empty string")
-        return value
-
-    def choice(self, key: str, choices: Sequence[str], default: str | None = None) -> str:
-        value = self.text(key, default)
-        if value not in choices:
-            raise self.error(key, f"must be one of {', '.join(choices)}")
-        return value
-
-    def integer(self, key: str, low: int, high: int, default: int | None = None) -> int:
-        value = self.table.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(key, "missing or not an integer")
-        if not low <= value <= high:
-            raise self.error(key, f"must be in {low}..{high}")
-        return value
-
-    def number(self, key: str, default: float | None = None, *, positive: bool = False) -> float:
-        value = self.table.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.error(key, "missing or not a number")
-        number = float(value)
-        if not math.isfinite(number) or (positive and number <= 0):
-            raise self.error(
-                key, "must be a finite" + (" positive" if positive else "") + " number"
-            )
-        return number
-
-    def optional_number(self, key: str) -> float | None:
-        return None if key not in self.table else self.number(key)
-
-    def flag(self, key: str, default: bool) -> bool:
-        value = self.table.get(key, default)
-        if not isinstance(value, bool):
-            raise self.error(key, "must be true or false")
-        return value
+def _reader(source: str, table: Mapping[str, object], path: str) -> TableReader:
+    return TableReader(DeviceProfileError, source, table, path)
 
 
-def _format(reader: _Reader, function: Function) -> RegisterFormat:
+def _format(reader: TableReader, function: Function) -> RegisterFormat:
     bit_types = (DataType.BOOL.value,)
     register_types = tuple(t.value for t in DataType if t is not DataType.BOOL)
     if function.is_bit:
@@ -259,7 +207,7 @@ def _channel(source: str, table: object, index: int, defaults: DeviceProfile) ->
     path = f"channels[{index}]"
     if not isinstance(table, dict):
         raise DeviceProfileError(f"{source}: key '{path}': must be a table")
-    reader = _Reader(source, table, path)
+    reader = _reader(source, table, path)
     reader.check_keys(_CHANNEL_KEYS)
     name = reader.text("name")
     function = Function(reader.choice("function", tuple(f.value for f in Function)))
@@ -328,12 +276,12 @@ def _check_overlaps(source: str, channels: Sequence[ChannelProfile]) -> None:
 
 def parse_profile(data: Mapping[str, object], source: str = "profile") -> DeviceProfile:
     """Validate a decoded TOML document; raise :class:`DeviceProfileError` naming the key."""
-    top = _Reader(source, data, "")
+    top = _reader(source, data, "")
     top.check_keys({"device", "channels"})
     device_table = data.get("device")
     if not isinstance(device_table, dict):
         raise top.error("device", "missing [device] table")
-    device = _Reader(source, device_table, "device")
+    device = _reader(source, device_table, "device")
     device.check_keys(_DEVICE_KEYS)
     defaults = DeviceProfile(
         name=device.text("name"),

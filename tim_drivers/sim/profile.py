@@ -18,6 +18,7 @@ from tim_drivers.codec.teds import (
     PhysicalUnits,
 )
 from tim_drivers.errors import ProfileError
+from tim_drivers.tomlcheck import TableReader
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -111,50 +112,18 @@ class TimProfile:
     channels: tuple[ChannelProfile, ...]
 
 
-class _Reader:
-    """Typed access to one TOML table; every error names the key (``channels[2].units``)."""
-
-    def __init__(self, source: str, table: Mapping[str, object], path: str) -> None:
-        self.source, self.table, self.path = source, table, path
-
-    def error(self, key: str, problem: str) -> ProfileError:
-        where = f"{self.path}.{key}" if self.path else key
-        return ProfileError(f"{self.source}: key '{where}': {problem}")
-
-    def check_keys(self, allowed: set[str]) -> None:
-        for key in self.table:
-            if key not in allowed:
-                raise self.error(key, f"unknown key (allowed: {', '.join(sorted(allowed))})")
-
-    def string(self, key: str, default: str | None = None) -> str:
-        value = self.table.get(key, default)
-        if not isinstance(value, str) or not value:
-            raise self.error(key, "missing or not a non-empty string")
-        return value
-
-    def number(self, key: str, default: float | None = None, *, positive: bool = False) -> float:
-        value = self.table.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.error(key, "missing or not a number")
-        number = float(value)
-        if not math.isfinite(number) or (positive and number <= 0):
-            raise self.error(
-                key, "must be a finite" + (" positive" if positive else "") + " number"
-            )
-        return number
-
-    def optional_number(self, key: str) -> float | None:
-        return None if key not in self.table else self.number(key)
+def _reader(source: str, table: Mapping[str, object], path: str) -> TableReader:
+    return TableReader(ProfileError, source, table, path)
 
 
-def _units(reader: _Reader) -> PhysicalUnits:
+def _units(reader: TableReader) -> PhysicalUnits:
     value = reader.table.get("units", "none")
     if isinstance(value, str):
         if value not in NAMED_UNITS:
             raise reader.error("units", f"unknown unit {value!r} (known: {', '.join(NAMED_UNITS)})")
         return NAMED_UNITS[value]
     if isinstance(value, dict):
-        sub = _Reader(reader.source, value, f"{reader.path}.units")
+        sub = _reader(reader.source, value, f"{reader.path}.units")
         sub.check_keys(set(_UNIT_KEYS))
         exps = {key: sub.number(key, 0) for key in _UNIT_KEYS[1:-1]}
         try:
@@ -172,21 +141,17 @@ def _channel(source: str, table: object, index: int) -> ChannelProfile:
     path = f"channels[{index}]"
     if not isinstance(table, dict):
         raise ProfileError(f"{source}: key '{path}': must be a table")
-    reader = _Reader(source, table, path)
+    reader = _reader(source, table, path)
     reader.check_keys(_CHANNEL_KEYS)
     units = _units(reader)
-    kind_name = reader.string("kind", "sensor")
-    if kind_name not in _KINDS:
-        raise reader.error("kind", f"must be one of {', '.join(_KINDS)}")
+    kind_name = reader.choice("kind", tuple(_KINDS), "sensor")
     low = reader.number("low_limit")
     high = reader.number("high_limit")
     if low >= high:
         raise reader.error("high_limit", "must be greater than low_limit")
     fixed = reader.optional_number("fixed")
     base = reader.number("base", fixed)
-    waveform = reader.string("waveform", "sine")
-    if waveform not in _WAVEFORMS:
-        raise reader.error("waveform", f"must be one of {', '.join(_WAVEFORMS)}")
+    waveform = reader.choice("waveform", _WAVEFORMS, "sine")
     kind = _KINDS[kind_name]
     threshold = reader.optional_number("event_threshold")
     event_period = reader.optional_number("event_period")
@@ -198,7 +163,7 @@ def _channel(source: str, table: object, index: int) -> ChannelProfile:
     if kind is ChanType.EVENT_SENSOR and threshold is None and event_period is None:
         raise reader.error("kind", "an event channel needs event_threshold or event_period")
     return ChannelProfile(
-        name=reader.string("name"),
+        name=reader.text("name"),
         kind=kind,
         units=units,
         low_limit=low,
@@ -217,15 +182,15 @@ def _channel(source: str, table: object, index: int) -> ChannelProfile:
 
 def parse_profile(data: Mapping[str, object], source: str = "profile") -> TimProfile:
     """Validate a decoded TOML document; raise :class:`ProfileError` naming the bad key."""
-    top = _Reader(source, data, "")
+    top = _reader(source, data, "")
     top.check_keys({"tim", "channels"})
     tim_table = data.get("tim")
     if not isinstance(tim_table, dict):
         raise top.error("tim", "missing [tim] table")
-    tim = _Reader(source, tim_table, "tim")
+    tim = _reader(source, tim_table, "tim")
     tim.check_keys(_TIM_KEYS)
     try:
-        uuid = bytes.fromhex(tim.string("uuid"))
+        uuid = bytes.fromhex(tim.text("uuid"))
     except ValueError:
         raise tim.error("uuid", "must be hexadecimal") from None
     if len(uuid) != 10:
@@ -235,7 +200,7 @@ def parse_profile(data: Mapping[str, object], source: str = "profile") -> TimPro
         raise top.error("channels", "missing or empty [[channels]] array")
     baudrate = tim.number("baudrate", 115200, positive=True)
     return TimProfile(
-        name=tim.string("name"),
+        name=tim.text("name"),
         uuid=uuid,
         ohold_off=tim.number("ohold_off", 1.0, positive=True),
         shold_off=tim.number("shold_off", 2.0, positive=True),
