@@ -1,7 +1,7 @@
 """Modbus RTU polling throughput over a pty against a wire-timed slave simulator (issue 5).
 
-ModbusDevice.poll() loops for every slave share one ModbusBus (kind rtu) on one end of a
-socat pty pair; bench/rtu_slave.py serves the other end in its own process and delays
+ModbusDevice.poll() loops for every slave share one ModbusBus (kind rtu) on the slave end of
+a pty; bench/rtu_slave.py serves the master end in its own process and delays
 every reply to when it would end on a real wire (see its docstring).
 
     .venv/bin/python bench/modbus_rtu.py [--seconds 10] [--repeat 1] [--log-dir DIR]
@@ -29,16 +29,17 @@ import bisect
 import dataclasses
 import logging
 import multiprocessing
+import os
 import statistics
 import sys
 import time
+import tty
 from collections.abc import Callable
 from pathlib import Path
 
 import rtu_slave
 from rtu_slave import Frame, SlaveImage, Wire
 
-from ncap.rig.pty import PtyPair
 from tim_drivers.modbus.bus import ModbusBus, ModbusBusSettings
 from tim_drivers.modbus.device import ModbusDevice
 from tim_drivers.modbus.profile import DeviceProfile, parse_profile
@@ -312,12 +313,17 @@ def run_once(
     ctx = multiprocessing.get_context("fork")
     host_tx: list[float] = []
     host_rx: list[float] = []
-    with PtyPair() as pair:
+    # One kernel pty, no relay: the simulator holds the master, the NCAP opens the slave
+    # device by its path (a socat pair would add two relay hops to every frame).
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    slave_path = os.ttyname(slave)
+    try:
         stop, ready = ctx.Event(), ctx.Event()
         receive, send = ctx.Pipe(duplex=False)
         proc = ctx.Process(
             target=rtu_slave.serve,
-            args=(str(pair.b_path), line.wire, images, dead, TURNAROUND_S, stop, ready, send),
+            args=(master, line.wire, images, dead, TURNAROUND_S, stop, ready, send),
             daemon=True,
         )
         proc.start()
@@ -325,7 +331,7 @@ def run_once(
         try:
             if not ready.wait(10):
                 raise RuntimeError("simulator did not start")
-            settings = ModbusBusSettings(kind="rtu", port=str(pair.a_path), baudrate=line.baud)
+            settings = ModbusBusSettings(kind="rtu", port=slave_path, baudrate=line.baud)
             t0, t1, samples, polls, timeouts, skipped = asyncio.run(
                 _poll_all(settings, [profiles[s] for s in polled], seconds, host_tx, host_rx)
             )
@@ -333,6 +339,9 @@ def run_once(
             stop.set()
             frames, _resyncs = receive.recv() if receive.poll(10) else ([], 0)
             proc.join(10)
+    finally:
+        os.close(slave)
+        os.close(master)
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
         name = f"{line.label}_{map_name}_{'-'.join(map(str, polled))}_dead{len(dead)}"

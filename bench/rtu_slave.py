@@ -119,7 +119,7 @@ def open_raw(path: str) -> int:
 
 
 def serve(
-    path: str,
+    port: str | int,
     wire: Wire,
     slaves: Mapping[int, SlaveImage],
     dead: frozenset[int],
@@ -128,8 +128,14 @@ def serve(
     ready: Event,
     results: Connection,
 ) -> None:
-    """Serve requests on ``path`` until ``stop`` is set; send the frame log to ``results``."""
-    fd = open_raw(path)
+    """Serve requests on ``port`` (a device path, or an open pty master's fd) until ``stop``
+    is set; send the frame log to ``results``."""
+    if isinstance(port, int):
+        fd = port
+        tty.setraw(fd)
+        os.set_blocking(fd, False)
+    else:
+        fd = open_raw(port)
     frames: list[Frame] = []
     buffer = b""
     line_end = 0.0  # end of the last frame on the modelled wire
