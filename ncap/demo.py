@@ -21,6 +21,7 @@ from ncap.app import Gateway
 from ncap.config import load_config, write_secret
 from ncap.errors import RigError
 from ncap.hardware import hardware_file
+from ncap.rig.modbus import DemoModbusDevice
 from ncap.rig.prosody import Account, PrivateProsody
 from ncap.rig.pty import PtyPair
 
@@ -82,8 +83,10 @@ def write_config(
     tims: Mapping[str, Path],
     *,
     poll_interval_s: float = 1.0,
+    modbus_port: int | None = None,
 ) -> Path:
-    """An ncap.toml for *thing* on *prosody* with the TIMs (name -> serial port) given."""
+    """An ncap.toml for *thing* on *prosody* with the TIMs (name -> serial port) given, and
+    the demo's Modbus TCP climate sensor when *modbus_port* is given."""
     secrets = workdir / "secrets"
     secrets.mkdir(mode=0o700, exist_ok=True)
     password_file = secrets / "xmpp"
@@ -92,6 +95,11 @@ def write_config(
         f'\n[[tim]]\nname = "{name}"\nport = "{port}"\npoll_interval_s = {poll_interval_s}\n'
         for name, port in tims.items()
     )
+    if modbus_port is not None:
+        tim_tables += (
+            f'\n[[modbus]]\nname = "demo-modbus"\nkind = "tcp"\ntcp_port = {modbus_port}\n'
+            '\n[[modbus.device]]\nname = "climate"\nprofile = "xy-md02"\nslave_id = 1\n'
+        )
     config = workdir / "ncap.toml"
     config.write_text(
         f"""# Written by `ncap demo`.
@@ -177,7 +185,11 @@ async def run_demo(stop: asyncio.Event, *, as_json: bool, workdir: Path | None) 
             stack.callback(prosody.stop)
 
             ports = await simulated_tims(stack, root, DEMO_TIMS)
-            config = load_config(write_config(root, prosody, thing, ports))
+            modbus = DemoModbusDevice()
+            await modbus.start()
+            stack.push_async_callback(modbus.stop)
+            config_file = write_config(root, prosody, thing, ports, modbus_port=modbus.port)
+            config = load_config(config_file)
             gateway = Gateway(config)
             await gateway.start()
             stack.push_async_callback(gateway.stop)

@@ -18,7 +18,8 @@ def setup_logging(verbosity: int = 0) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(level, logging.DEBUG))
-    # slixmpp is chatty, and its errors repeat what ncap.xmpp reports in plainer words:
-    # show them only when asked for more output.
+    # slixmpp and pymodbus are chatty, and their errors repeat what our modules report in
+    # plainer words: show them only when asked for more output.
     slixmpp_level = logging.CRITICAL if verbosity == 0 else max(level + 10, logging.DEBUG)
     logging.getLogger("slixmpp").setLevel(slixmpp_level)
+    logging.getLogger("pymodbus").setLevel(slixmpp_level)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -270,14 +271,21 @@ class ConcentratorSource:
             parameters=(
                 NodeParameter.integer("channel", "TransducerChannel number", channel.number),
                 NodeParameter.string("unit", "Unit", channel.unit),
-                NodeParameter(
-                    "low", "Lower range limit", ParameterKind.DOUBLE, f"{channel.low_limit!r}"
-                ),
-                NodeParameter(
-                    "high", "Upper range limit", ParameterKind.DOUBLE, f"{channel.high_limit!r}"
+                *(
+                    NodeParameter(key, label, ParameterKind.DOUBLE, text)
+                    for key, label, limit in (
+                        ("low", "Lower range limit", channel.low_limit),
+                        ("high", "Upper range limit", channel.high_limit),
+                    )
+                    if (text := _limit(limit)) is not None
                 ),
             ),
         )
+
+
+def _limit(value: float) -> str | None:
+    """A range limit as xs:double text; None for a limit the data sheet leaves open (NaN)."""
+    return repr(value) if math.isfinite(value) else None
 
 
 def _tim_parameters(tim: TimNode) -> tuple[NodeParameter, ...]:
@@ -350,6 +358,6 @@ def _parameter(tim: TimNode, channel: ChannelInfo) -> ControlParameter:
         ControlKind.DOUBLE,
         "" if written is None else f"{written.value:.{channel.decimals}f}",
         label=label,
-        minimum=f"{channel.low_limit!r}",
-        maximum=f"{channel.high_limit!r}",
+        minimum=_limit(channel.low_limit),
+        maximum=_limit(channel.high_limit),
     )
