@@ -14,7 +14,8 @@ import pytest
 
 from integration.conftest import TIMEOUT
 from ncap.app import Gateway
-from ncap.config import load_config, write_secret
+from ncap.config import load_config
+from ncap.demo import write_config
 from ncap.rig.prosody import PrivateProsody
 from ncap.xmpp.connection import SecureClient
 from ncap.xmpp.services import SOURCE_ID
@@ -56,30 +57,8 @@ async def test_modbus_device_is_served_like_a_tim() -> None:
             prosody.make_friends(thing, owner)
             prosody.start()
             stack.callback(prosody.stop)
-            password = workdir / "password"
-            write_secret(password, thing.password)
-            config = workdir / "ncap.toml"
-            config.write_text(
-                f"""
-[gateway]
-name = "gw"
-[xmpp]
-jid = "{thing.jid}"
-password_file = "{password}"
-server = "{prosody.host}"
-port = {prosody.c2s_port}
-ca_file = "{prosody.ca_file}"
-[[modbus]]
-name = "plant"
-kind = "tcp"
-host = "127.0.0.1"
-tcp_port = {peer.port}
-[[modbus.device]]
-name = "climate"
-profile = "xy-md02"
-slave_id = 1
-"""
-            )
+            # No TIMs: only the Modbus climate sensor, as the demo configures it.
+            config = write_config(workdir, prosody, thing, {}, modbus_port=peer.port)
             gateway = Gateway(load_config(config))
             await gateway.start()
             stack.push_async_callback(gateway.stop)

@@ -425,6 +425,7 @@ class PhysicalUnits:
         return base
 
 
+ZERO_CELSIUS = 273.15  # 0 °C in kelvin: temperatures travel in K, people read °C
 KELVIN = PhysicalUnits(kelvins=1)
 PASCAL = PhysicalUnits(kilograms=1, meters=-1, seconds=-2)
 RATIO = PhysicalUnits(interpretation=UnitsInterpretation.RATIO_SI_UNITS)

@@ -29,6 +29,7 @@ from tim_drivers.codec.framing import MAX_ENCODED
 from tim_drivers.codec.teds import (
     FLOAT32_SAMPLE,
     MAX_TEDS_SIZE,
+    ZERO_CELSIUS,
     ChannelTeds,
     MetaTeds,
     PhysicalUnits,
@@ -47,7 +48,6 @@ MIN_TIMEOUT = 0.05
 MAX_TIMEOUT = 5.0  # cap on OHoldOff as a reply timeout
 MAX_SETTLE = 5.0  # cap on the wait between Trigger and Read data-set
 BITS_PER_OCTET = 11  # start bit, 8 data bits, parity, stop bit: the slowest framing
-ZERO_CELSIUS = 273.15
 
 
 class ChannelKind(IntEnum):

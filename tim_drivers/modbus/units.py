@@ -14,11 +14,9 @@ import logging
 import math
 from dataclasses import dataclass
 
-from tim_drivers.codec.teds import DIMENSIONLESS, KELVIN, RATIO, PhysicalUnits
+from tim_drivers.codec.teds import DIMENSIONLESS, KELVIN, RATIO, ZERO_CELSIUS, PhysicalUnits
 
 _LOGGER = logging.getLogger(__name__)
-
-ZERO_CELSIUS = 273.15
 
 
 @dataclass(frozen=True, slots=True)
