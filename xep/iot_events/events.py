@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -62,7 +63,9 @@ NS = convert.NS
 SD_NS = sd_convert.NS
 
 #: ``async (requester full JID, equivalent read-out request) -> allowed``.
-Authorizer = Callable[[JID, ReadoutRequest], Awaitable[bool]]
+#: ``async (requester, request) -> True | False | narrowed request`` (as for XEP-0323): a
+#: narrowed answer restricts the subscription's nodes and field triggers.
+Authorizer = Callable[[JID, ReadoutRequest], Awaitable[bool | ReadoutRequest]]
 
 #: Text of the ``<failure>`` sent when the data source raises (details go to the log only).
 SOURCE_FAILURE_TEXT = "Read-out failed: internal error."
@@ -210,6 +213,17 @@ class Subscription:
         if self._closed is None:
             self._closed = reason
             self._queue.put_nowait(None)
+
+
+def _narrowed(request: SubscribeRequest, allowed: ReadoutRequest) -> SubscribeRequest:
+    """The subscription cut down to the nodes and fields of an authority's narrowed request."""
+    triggers = request.fields
+    if allowed.field_names:
+        wanted = set(allowed.field_names)
+        triggers = tuple(t for t in triggers if t.name in wanted) or tuple(
+            FieldTrigger(name) for name in dict.fromkeys(allowed.field_names)  # names once
+        )
+    return dataclasses.replace(request, nodes=allowed.nodes, fields=triggers)
 
 
 class IoTEvents(BasePlugin):
@@ -399,7 +413,9 @@ class IoTEvents(BasePlugin):
             allowed = False
         finally:
             self._inflight.discard(inflight)
-        if allowed is not True or inflight.revoked:
+        if isinstance(allowed, ReadoutRequest) and not inflight.revoked:
+            request = _narrowed(request, allowed)
+        elif allowed is not True or inflight.revoked:
             self._send_error(iq, "cancel", "forbidden", "Subscription not permitted.")
             return
 

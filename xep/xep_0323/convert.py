@@ -87,9 +87,11 @@ __all__ = [
     "rejected_from_xml",
     "request_from_xml",
     "request_to_xml",
+    "request_types_from",
     "results_from_xml",
     "seqnr_from_xml",
     "seqnr_to_xml",
+    "set_request_types",
     "split_fields",
     "wire_id_from_xml",
 ]
@@ -318,6 +320,24 @@ def _types_from_attrs(elem: Element, table: Iterable[tuple[FieldType, str]]) -> 
 def _set_types(elem: Element, types: FieldType, dialect: Dialect = XSF) -> None:
     for attr in _type_attrs(types, _names(dialect).type_emit):
         elem.set(attr, "true")
+
+
+def set_request_types(elem: Element, types: FieldType) -> None:
+    """Set the XSF request flags of ``types`` on ``elem`` (``all`` for every type); XEP-0324
+    ``canRead`` copies them from the read-out it asks about."""
+    if types == FieldType.ALL:
+        elem.set(XSF.sensordata.all_attr, "true")
+    else:
+        _set_types(elem, types)
+
+
+def request_types_from(elem: Element) -> FieldType:
+    """The XSF request flags of ``elem`` (none set: ``FieldType.ALL``)."""
+    names = XSF.sensordata
+    table = (*_type_flags(names.request_type_parse), (FieldType.ALL, names.all_attr))
+    if names.historical_attr is not None:
+        table = (*table, (FieldType.HISTORICAL, names.historical_attr))
+    return _types_from_attrs(elem, table) or FieldType.ALL
 
 
 def _set_qos(elem: Element, qos: QoS, dialect: Dialect = XSF) -> None:

@@ -11,6 +11,7 @@ value it did not create. Use the ``Field.numeric``/``integer``/``boolean``/``str
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 import re
@@ -40,6 +41,7 @@ __all__ = [
     "ReadoutRequest",
     "SensorDataSource",
     "is_xml_text",
+    "narrow_request",
 ]
 
 INT32_MIN = -(2**31)
@@ -412,6 +414,54 @@ class ReadoutRequest:
     def wants(self, fld: Field) -> bool:
         """True if ``fld`` passes both the field name and the field type filter."""
         return self.wants_field(fld.name) and self.wants_types(fld.types)
+
+
+def _common_node(a: NodeRef, b: NodeRef) -> NodeRef | None:
+    """The reference to the nodes both ``a`` and ``b`` address, or None if there are none."""
+    if a.node_id != b.node_id:
+        return None
+    parts: list[str | None] = []
+    for mine, theirs in ((a.source_id, b.source_id), (a.cache_type, b.cache_type)):
+        if mine is not None and theirs is not None and mine != theirs:
+            return None
+        parts.append(theirs if mine is None else mine)
+    return NodeRef(a.node_id, parts[0], parts[1])
+
+
+def narrow_request(
+    request: ReadoutRequest,
+    nodes: tuple[NodeRef, ...] | None,
+    field_names: tuple[str, ...] | None,
+) -> ReadoutRequest | None:
+    """``request`` restricted to what an authority allowed (XEP-0324 ``canReadResponse``).
+
+    None for ``nodes``/``field_names`` means "as requested". A narrowing never widens: a request
+    for every node (or field) becomes one for the allowed ones; a request naming some keeps
+    those matching an allowed one, cut to the allowed part (a bare ``nodeId`` asked, one
+    ``sourceId`` of it allowed: that source only). Returns None when nothing is left.
+    """
+    kept_nodes = request.nodes
+    if nodes is not None:
+        if not request.nodes:
+            both = list(dict.fromkeys(nodes))
+        else:
+            common = (_common_node(ref, ok) for ref in request.nodes for ok in nodes)
+            both = list(dict.fromkeys(ref for ref in common if ref is not None))
+        # A reference inside a broader kept one adds nothing.
+        kept_nodes = tuple(
+            ref for ref in both if not any(o != ref and o.matches(ref) for o in both)
+        )
+        if not kept_nodes:
+            return None
+    kept_fields = request.field_names
+    if field_names is not None:
+        if not request.field_names:
+            kept_fields = tuple(dict.fromkeys(field_names))
+        else:
+            kept_fields = tuple(name for name in request.field_names if name in field_names)
+        if not kept_fields:
+            return None
+    return dataclasses.replace(request, nodes=kept_nodes, field_names=kept_fields)
 
 
 @dataclass(frozen=True, slots=True)

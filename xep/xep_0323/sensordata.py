@@ -74,7 +74,10 @@ NS = convert.NS
 _DISCO_INFO = "http://jabber.org/protocol/disco#info"
 
 #: ``async (requester full JID, request) -> allowed``.
-Authorizer = Callable[[JID, ReadoutRequest], Awaitable[bool]]
+#: ``async (requester, request) -> True | False | narrowed request``: a
+#: :class:`~.model.ReadoutRequest` answer (see :func:`~.model.narrow_request`) is served instead
+#: of the original, with its field filter enforced.
+Authorizer = Callable[[JID, ReadoutRequest], Awaitable[bool | ReadoutRequest]]
 
 #: Text of the ``<failure>`` sent when the data source raises (details go to the log only).
 SOURCE_FAILURE_TEXT = "Read-out failed: internal error."
@@ -152,6 +155,8 @@ class _Session:
     task: asyncio.Task[None]
     request: ReadoutRequest
     dialect: Dialect
+    #: Provisioning narrowed the request: its field filter is enforced whatever the config.
+    narrowed: bool = False
 
 
 def _consume(future: asyncio.Future) -> None:
@@ -315,7 +320,12 @@ class XEP_0323(BasePlugin):
                 "authorizer failed for seqnr=%s from %s; denying", request.wire_id, requester
             )
             allowed = False
-        if allowed is not True:
+        narrowed = isinstance(allowed, ReadoutRequest)
+        if narrowed:
+            # The authority narrowed the read-out: serve that, and filter fields strictly.
+            assert isinstance(allowed, ReadoutRequest)
+            request = allowed
+        elif allowed is not True:
             self._send_error(iq, "cancel", "forbidden", "Read-out not permitted.")
             return
 
@@ -362,7 +372,7 @@ class XEP_0323(BasePlugin):
             self._run_session(key, requester, local, request, source, dialect),
             name=f"xep_0323 readout {requester.full} #{request.wire_id}",
         )
-        self._sessions[key] = _Session(task, request, dialect)
+        self._sessions[key] = _Session(task, request, dialect, narrowed)
 
     def _send_payload(self, to: JID, local: JID | None, payload: Element) -> None:
         msg = self.xmpp.make_message(mto=to, mfrom=local)
@@ -370,7 +380,7 @@ class XEP_0323(BasePlugin):
         msg.send()
 
     def _filtered(
-        self, request: ReadoutRequest, item: NodeFields | NodeFailure
+        self, request: ReadoutRequest, item: NodeFields | NodeFailure, key: _Key | None = None
     ) -> NodeFields | NodeFailure | None:
         """The item as it will be sent (fields filtered), or None when nothing of it is wanted."""
         if isinstance(item, NodeFailure):
@@ -379,7 +389,8 @@ class XEP_0323(BasePlugin):
             raise TypeError(
                 f"read-out source yielded {type(item).__name__}, expected NodeFields or NodeFailure"
             )
-        if not self._filter:
+        session = self._sessions.get(key) if key is not None else None
+        if not self._filter and not (session is not None and session.narrowed):
             return item
         wanted = tuple(fld for fld in item.fields if request.wants(fld))
         if item.fields and not wanted:
@@ -429,7 +440,7 @@ class XEP_0323(BasePlugin):
         try:
             iterator = source.readout(request)
             async for produced in iterator:
-                item = self._filtered(request, produced)
+                item = self._filtered(request, produced, key)
                 if item is None:
                     continue
                 size = len(item.fields) if isinstance(item, NodeFields) else 0
