@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from pathlib import Path
 
 from ncap.config import Config, ModbusSection, read_secret
 from ncap.errors import ConfigError, NcapError
 from ncap.hardware import device_profile
+from ncap.sdnotify import Notifier
 from ncap.sensors import Reading, SensorTree, TimNode
+from ncap.watchdog import ProgressWatchdog
 from ncap.xmpp.thing import ThingClient
 from tim_drivers.drivers.p1451_serial import SerialTim
 from tim_drivers.errors import TimError
@@ -21,6 +24,12 @@ from tim_drivers.transport.serial_link import SerialSettings
 _LOGGER = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 5.0
+LAN_WAIT_S = 3.0
+# How long READY=1 waits for every TIM's first discovery attempt.
+SETTLE_S = 5.0
+# STATUS= refresh without a systemd watchdog; beyond the reconnect wait, uplink slack.
+STATUS_INTERVAL_S = 5.0
+UPLINK_GRACE_S = 60.0
 
 
 class Gateway:
@@ -63,9 +72,14 @@ class Gateway:
             server=xmpp.server,
             port=xmpp.port,
             reconnect_max_s=xmpp.reconnect_max_s,
+            state_dir=config.gateway.resolved_state_dir(),
+            registry=config.registry,
+            write_qr=write_claim_qr,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self.watchdog = ProgressWatchdog()
+        self._bus_of = _buses(config)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -78,7 +92,35 @@ class Gateway:
                     self._poll(node, intervals[node.node_id]), name=f"poll-{node.node_id}"
                 )
             )
+        self._watch_progress()
+        if self.config.xmpp.server is None and self.config.xmpp.lan_discovery:
+            await self._find_server_on_lan()
         self.client.open()
+
+    async def _find_server_on_lan(self) -> None:
+        """XEP-0347 server discovery: an ``_xmpp-client._tcp`` service on the LAN for our
+        domain; its registry and provisioning hints are used when none is configured."""
+        from ncap.lan import find_xmpp_server
+
+        xmpp = self.config.xmpp
+        interfaces = list(xmpp.lan_interfaces) or "all"
+        try:
+            found = await find_xmpp_server(xmpp.domain, interfaces=interfaces, timeout=LAN_WAIT_S)
+        except NcapError as err:
+            _LOGGER.warning("cannot look for the XMPP server on the LAN: %s", err)
+            return
+        if found is None:
+            _LOGGER.info("no XMPP server for %s on the LAN; using DNS", xmpp.domain)
+            return
+        _LOGGER.info(
+            "XMPP server for %s found on the LAN at %s:%d", xmpp.domain, found.host, found.port
+        )
+        self.client.use_server(found.host, found.port)
+        lifecycle = self.client.lifecycle
+        if lifecycle is not None:
+            lifecycle.suggest(
+                next(iter(found.registry_jids()), None), next(iter(found.provisioner_jids()), None)
+            )
 
     async def _poll(self, node: TimNode, interval: float) -> None:
         """Read the TIM every *interval* seconds and hand the readings to event subscribers."""
@@ -90,12 +132,38 @@ class Gateway:
                 _LOGGER.debug("poll of %s failed: %s", node.node_id, err)
             else:
                 self._report(node, readings)
+                self.watchdog.progress(self._bus_of[node.node_id])
             await asyncio.sleep(interval)
 
     def _report(self, node: TimNode, readings: list[Reading]) -> None:
         """Fresh readings of a TIM, polled or reported by the TIM, to event subscribers."""
         for fields in self.client.sensor_source.fields_of(node, readings):
             self.client.events.report(fields)
+
+    def _watch_progress(self) -> None:
+        """Each bus must read successfully within max(stall_after_s, 3 poll intervals); the
+        uplink must be online, or connecting, or waiting to reconnect (at most
+        reconnect_max_s) on purpose."""
+        windows: dict[str, float] = {}
+        for node_id, bus in self._bus_of.items():
+            window = max(self.config.gateway.stall_after_s, 3 * self._intervals[node_id])
+            windows[bus] = max(windows.get(bus, 0.0), window)
+        for bus, window in windows.items():
+            self.watchdog.watch(bus, window)
+        uplink_window = 2 * self.config.xmpp.reconnect_max_s + UPLINK_GRACE_S
+        self.watchdog.watch("xmpp", uplink_window, probe=self._uplink_alive)
+
+    def _uplink_alive(self) -> bool:
+        client = self.client
+        return client.online.is_set() or client.is_connected() or client.is_connecting()
+
+    def status_line(self, stalled: list[str]) -> str:
+        """One line for ``systemctl status``: nodes online, the uplink, what stalls."""
+        nodes = self.tree.nodes()
+        online = sum(1 for node in nodes if node.info is not None)
+        uplink = "online" if self.client.online.is_set() else "connecting"
+        text = f"{online}/{len(nodes)} nodes online, xmpp {uplink}"
+        return f"{text}; stalled: {', '.join(stalled)}" if stalled else text
 
     async def wait_ready(self, timeout: float) -> None:
         """Wait until the XMPP session is up and every TIM has been discovered."""
@@ -109,6 +177,8 @@ class Gateway:
         await self.client.stop()
         for task in self._tasks:
             task.cancel()
+        if not self._tasks:
+            return  # stopped already
         done, stuck = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_S)
         for task in done:
             if not task.cancelled() and task.exception() is not None:
@@ -119,6 +189,13 @@ class Gateway:
         for node in self.tree.nodes():
             await node.close()
         _LOGGER.info("gateway stopped")
+
+
+def write_claim_qr(uri: str, directory: Path) -> list[Path]:
+    """The claim QR code as PNG and SVG beside the claim state (0600: it holds the key)."""
+    from ncap.qr import save_qr
+
+    return list(save_qr(uri, directory, stem="claim", mode=0o600))
 
 
 def _bus_settings(section: ModbusSection) -> ModbusBusSettings:
@@ -135,9 +212,50 @@ def _bus_settings(section: ModbusSection) -> ModbusBusSettings:
     )
 
 
-async def run_until_signalled(gateway: Gateway, stop: asyncio.Event) -> None:
+async def run_until_signalled(
+    gateway: Gateway, stop: asyncio.Event, notifier: Notifier | None = None
+) -> None:
+    """Run *gateway* until *stop* is set, telling systemd (``$NOTIFY_SOCKET``) how it goes:
+    READY=1 once every TIM had its first discovery attempt and the uplink was tried, STATUS=
+    lines as nodes come and go, WATCHDOG=1 only while every bus and the uplink progress,
+    STOPPING=1 on the way out."""
+    notifier = Notifier.from_environment() if notifier is None else notifier
+    supervisor: asyncio.Task[None] | None = None
     await gateway.start()
     try:
+        await gateway.tree.settle(SETTLE_S)
+        notifier.ready(gateway.status_line([]))
+        supervisor = asyncio.get_running_loop().create_task(
+            _supervise(gateway, notifier), name="watchdog"
+        )
         await stop.wait()
     finally:
+        notifier.stopping("stopping")
+        if supervisor is not None:
+            supervisor.cancel()
         await gateway.stop()
+        notifier.close()
+
+
+async def _supervise(gateway: Gateway, notifier: Notifier) -> None:
+    shown = gateway.status_line([])
+
+    def show(stalled: list[str]) -> None:
+        nonlocal shown
+        text = gateway.status_line(stalled)
+        if text != shown:
+            notifier.status(text)
+            shown = text
+
+    # systemd's own advice: ping at half the timeout. Without a watchdog, only STATUS= lines.
+    interval = notifier.watchdog_s / 2 if notifier.watchdog_s else STATUS_INTERVAL_S
+    await gateway.watchdog.run(notifier, interval, on_check=show)
+
+
+def _buses(config: Config) -> dict[str, str]:
+    """The bus each node is polled over: its own serial line for a TIM, the Modbus bus (shared
+    by its devices) for a Modbus device. One dead slave on a live bus is not a stalled bus."""
+    buses = {tim.name: f"tim {tim.name}" for tim in config.tim}
+    for section in config.modbus:
+        buses.update({device.name: f"modbus {section.name}" for device in section.device})
+    return buses

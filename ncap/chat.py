@@ -7,7 +7,7 @@ Pure text in, text out; transports (XMPP chat, later SIP MESSAGE) call
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from ncap.errors import NcapError
 from ncap.sensors import Reading, SensorTree
@@ -19,12 +19,20 @@ HELP = """Commands:
 
 MAX_COMMAND_LENGTH = 1024
 
+#: ``async (node id, field names asked) -> field names allowed (empty: all asked) or None``.
+ReadAuthorizer = Callable[[str, Sequence[str]], Awaitable[tuple[str, ...] | None]]
+
+
+async def read_anything(_node_id: str, _fields: Sequence[str]) -> tuple[str, ...] | None:
+    return ()
+
 
 class ChatCommands:
     def __init__(self, tree: SensorTree) -> None:
         self._tree = tree
 
-    async def handle(self, text: str) -> str:
+    async def handle(self, text: str, may_read: ReadAuthorizer = read_anything) -> str:
+        """The answer to one command; ``may_read`` decides, node by node, what is read."""
         if len(text) > MAX_COMMAND_LENGTH:
             return "That message is too long to be a command. Send 'help' for the commands."
         try:
@@ -39,7 +47,7 @@ class ChatCommands:
         if verb == "list":
             return self._list()
         if verb == "read":
-            return await self._read(args)
+            return await self._read(args, may_read)
         return f"Unknown command {verb!r}. Send 'help' for the commands."
 
     def _list(self) -> str:
@@ -58,7 +66,7 @@ class ChatCommands:
             )
         return "\n".join(lines)
 
-    async def _read(self, args: Sequence[str]) -> str:
+    async def _read(self, args: Sequence[str], may_read: ReadAuthorizer) -> str:
         if args:
             node_id, field_names = args[0], args[1:]
             if node_id not in self._tree:
@@ -68,8 +76,12 @@ class ChatCommands:
             node_ids, field_names = self._tree.node_ids, []
         blocks = []
         for node_id in node_ids:
+            allowed = await may_read(node_id, field_names)
+            if allowed is None:
+                blocks.append(f"{node_id}: you may not read this node")
+                continue
             try:
-                readings = await self._tree.node(node_id).read(field_names)
+                readings = await self._tree.node(node_id).read(allowed or field_names)
             except NcapError as err:
                 blocks.append(f"{node_id}: {err}")
                 continue

@@ -56,9 +56,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_cmd_run)
 
+    firstboot = sub.add_parser(
+        "firstboot",
+        help="import ncap.toml and secrets from the boot partition (once); show the claim QR",
+    )
+    firstboot.add_argument("--boot-dir", type=Path, default=Path("/boot/firmware/ncap"))
+    firstboot.add_argument("--config-dir", type=Path, default=Path("/etc/ncap"))
+    firstboot.add_argument("--state-dir", type=Path, default=Path("/var/lib/ncap"))
+    firstboot.add_argument(
+        "--claim-only", action="store_true", help="only show and save the claim QR code"
+    )
+    firstboot.set_defaults(handler=_cmd_firstboot)
+
     demo = sub.add_parser("demo", help="start a private XMPP server, a simulated TIM and the NCAP")
     demo.add_argument("--json", action="store_true", help="print one JSON line once ready")
     demo.add_argument("--workdir", type=Path, help="keep the demo's files here (default: temp dir)")
+    demo.add_argument(
+        "--unclaimed",
+        action="store_true",
+        help="leave the thing unclaimed and print its claim URI (claim it with 'ncap claim')",
+    )
     demo.set_defaults(handler=_cmd_demo)
 
     client = argparse.ArgumentParser(add_help=False)
@@ -99,6 +116,35 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("--max-interval", type=float, help="at least one event per S seconds")
     watch.add_argument("--count", type=int, help="stop after N events")
     watch.set_defaults(handler=_cmd_watch)
+
+    registry_help = "the thing registry (default: R= of the URI, else found on the server)"
+    claim = sub.add_parser("claim", parents=[client], help="XEP-0347: claim a thing you own")
+    claim.add_argument("uri", help="the thing's iotdisco: claim URI, or an image of its QR code")
+    claim.add_argument("--registry", help=registry_help)
+    claim.add_argument("--public", action="store_true", help="list the thing in public searches")
+    claim.set_defaults(handler=_cmd_claim)
+
+    search = sub.add_parser("search", parents=[client], help="XEP-0347: search public things")
+    search.add_argument("conditions", nargs="+", help="e.g. MAN=example.org '#V>=1' 'SN~*12*'")
+    search.add_argument("--registry", help="the thing registry (default: found on the server)")
+    search.add_argument("--offset", type=int, default=0)
+    search.add_argument("--max", type=int, default=20)
+    search.set_defaults(handler=_cmd_search)
+
+    for name, text in (("remove", "hide your thing from searches"), ("disown", "give up a thing")):
+        owner_cmd = sub.add_parser(name, parents=[client], help=f"XEP-0347: {text}")
+        owner_cmd.add_argument("thing", help="the thing's JID")
+        owner_cmd.add_argument(
+            "--registry", help="the thing registry (default: found on the server)"
+        )
+        owner_cmd.set_defaults(handler=_cmd_registry_owner, action=name)
+
+    unregister = sub.add_parser(
+        "unregister", help="remove this gateway from its thing registry (before uninstalling)"
+    )
+    unregister.add_argument("--config", type=Path, default=Path("/etc/ncap/ncap.toml"))
+    unregister.add_argument("--timeout", type=float, default=15.0)
+    unregister.set_defaults(handler=_cmd_unregister)
     return parser
 
 
@@ -132,11 +178,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_firstboot(args: argparse.Namespace) -> int:
+    from ncap.firstboot import import_from_boot, publish_claim
+
+    if not args.claim_only:
+        result = import_from_boot(args.boot_dir, args.config_dir, args.state_dir)
+        if result.imported:
+            print(f"ncap: imported {', '.join(str(p) for p in result.installed)}")
+        if result.registered:
+            print(f"ncap: created the XMPP account {result.registered} in-band")
+    publish_claim(args.state_dir, args.boot_dir, sys.stdout)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ncap.demo import run_demo
 
     async def go(stop: asyncio.Event) -> None:
-        await run_demo(stop, as_json=args.json, workdir=args.workdir)
+        await run_demo(stop, as_json=args.json, workdir=args.workdir, unclaimed=args.unclaimed)
 
     _run_with_signals(go)
     return 0
@@ -266,3 +325,79 @@ async def _until(stop: asyncio.Event, items: AsyncIterator[Any]) -> AsyncIterato
     finally:
         stopped.cancel()
         await items.aclose()  # type: ignore[attr-defined]
+
+
+def _registry(args: argparse.Namespace, registry: str | None) -> Any:
+    from ncap.claim import registry_session
+
+    return registry_session(
+        args.jid,
+        _password(args),
+        registry,
+        ca_file=args.ca,
+        server=args.server,
+        port=args.port,
+        timeout=args.timeout,
+    )
+
+
+def _cmd_claim(args: argparse.Namespace) -> int:
+    from ncap.claim import claim, claim_uri_from
+
+    uri = claim_uri_from(args.uri)
+
+    async def go() -> str:
+        async with _registry(args, uri.registry or args.registry) as (client, registry):
+            return await claim(client, registry, uri, public=args.public, timeout=args.timeout)
+
+    _print(f"claimed {asyncio.run(go())}")
+    return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from ncap.claim import RegistryToolError, format_found, search
+    from xep.xep_0347.uri import parse_disco_uri
+
+    try:
+        terms = parse_disco_uri("iotdisco:" + ";".join(args.conditions)).terms
+    except XepError as err:
+        raise RegistryToolError(f"bad search condition: {err}") from None
+
+    async def go() -> str:
+        async with _registry(args, args.registry) as (client, registry):
+            found = await search(
+                client,
+                registry,
+                terms,
+                offset=args.offset,
+                max_count=args.max,
+                timeout=args.timeout,
+            )
+        return format_found(found)
+
+    _print(asyncio.run(go()))
+    return 0
+
+
+def _cmd_registry_owner(args: argparse.Namespace) -> int:
+    from ncap.claim import disown, remove
+
+    action = remove if args.action == "remove" else disown
+
+    async def go() -> None:
+        async with _registry(args, args.registry) as (client, registry):
+            await action(client, registry, args.thing, timeout=args.timeout)
+
+    asyncio.run(go())
+    _print(f"{args.action}d {args.thing}" if args.action == "remove" else f"disowned {args.thing}")
+    return 0
+
+
+def _cmd_unregister(args: argparse.Namespace) -> int:
+    from ncap.config import load_config
+    from ncap.unregister import unregister_gateway
+
+    config = load_config(args.config)
+    registry = asyncio.run(unregister_gateway(config, args.timeout))
+    _print(f"{config.xmpp.jid} unregistered from {registry}")
+    return 0

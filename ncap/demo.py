@@ -21,6 +21,8 @@ from ncap.app import Gateway
 from ncap.config import load_config, write_secret
 from ncap.errors import RigError
 from ncap.hardware import hardware_file
+from ncap.registry.cli import start_registry, stop_registry
+from ncap.registry.service import RegistryComponent
 from ncap.rig.modbus import DemoModbusDevice
 from ncap.rig.prosody import Account, PrivateProsody
 from ncap.rig.pty import PtyPair
@@ -84,6 +86,7 @@ def write_config(
     *,
     poll_interval_s: float = 1.0,
     modbus_port: int | None = None,
+    registry: str | None = None,
 ) -> Path:
     """An ncap.toml for *thing* on *prosody* with the TIMs (name -> serial port) given, and
     the demo's Modbus TCP climate sensor when *modbus_port* is given."""
@@ -100,6 +103,12 @@ def write_config(
             f'\n[[modbus]]\nname = "demo-modbus"\nkind = "tcp"\ntcp_port = {modbus_port}\n'
             '\n[[modbus.device]]\nname = "climate"\nprofile = "xy-md02"\nslave_id = 1\n'
         )
+    if registry is not None:
+        tim_tables = (
+            f'\n[registry]\naddress = "{registry}"\n'
+            '\n[registry.tags]\nMAN = "ncap.invalid"\nMODEL = "NCAP demo"\nSN = "demo-0001"\n'
+            + tim_tables
+        )
     config = workdir / "ncap.toml"
     config.write_text(
         f"""# Written by `ncap demo`.
@@ -107,6 +116,7 @@ schema_version = 1
 
 [gateway]
 name = "demo"
+state_dir = "{workdir / "state"}"
 
 [xmpp]
 jid = "{thing.jid}"
@@ -140,9 +150,13 @@ async def simulated_tims(
 
 
 def demo_summary(
-    prosody: PrivateProsody, thing_jid: str, owner: Account, stranger: Account
+    prosody: PrivateProsody,
+    thing_jid: str,
+    owner: Account,
+    stranger: Account,
+    claim_uri: str | None = None,
 ) -> dict[str, Any]:
-    return {
+    summary: dict[str, Any] = {
         "xmpp": {
             "host": prosody.host,
             "port": prosody.c2s_port,
@@ -152,23 +166,76 @@ def demo_summary(
         "thing": thing_jid,
         "owner": {"jid": owner.jid, "password": owner.password},
         "stranger": {"jid": stranger.jid, "password": stranger.password},
+        "registry": prosody.registry_domain,
     }
+    if claim_uri is not None:
+        summary["claim_uri"] = claim_uri
+    return summary
 
 
 def _human_summary(summary: dict[str, Any]) -> str:
     xmpp, owner, stranger = summary["xmpp"], summary["owner"], summary["stranger"]
+    uri = summary.get("claim_uri")
+    owner_role = "(not yet the owner: claim the thing)" if uri else "(owner and friend)"
+    claim = f"Unclaimed. Claim it as the owner: ncap claim ... '{uri}'\n" if uri else ""
     return f"""NCAP demo is running. Connect a chat client (Gajim, Conversations, profanity):
   server   {xmpp["host"]} port {xmpp["port"]} (STARTTLS; trust the CA in {xmpp["ca"]})
-  owner    {owner["jid"]}  password {owner["password"]}  (a friend of the thing)
-  stranger {stranger["jid"]}  password {stranger["password"]}  (not a friend)
+  owner    {owner["jid"]}  password {owner["password"]}  {owner_role}
+  stranger {stranger["jid"]}  password {stranger["password"]}  (neither owner nor friend)
   thing    {summary["thing"]}
-Send the thing 'help' or 'read' as the owner. Or from another shell:
+  registry {summary["registry"]}  (thing registry and provisioning; chat 'help' to it)
+{claim}Send the thing 'help' or 'read' as the owner. Or from another shell:
   NCAP_PASSWORD={summary["owner"]["password"]} ncap read --jid {summary["owner"]["jid"]} \\
     --ca {xmpp["ca"]} --server {xmpp["host"]} --port {xmpp["port"]} {summary["thing"]}
 Press Ctrl+C to stop."""
 
 
-async def run_demo(stop: asyncio.Event, *, as_json: bool, workdir: Path | None) -> None:
+async def claim_as(owner: Account, prosody: PrivateProsody, uri: str, timeout: float) -> str:
+    """Claim the thing as *owner* through the registry, as ``ncap claim URI`` does."""
+    from ncap.claim import claim, claim_uri_from, registry_session
+
+    parsed = claim_uri_from(uri)
+    session = registry_session(
+        owner.jid,
+        owner.password,
+        parsed.registry,
+        ca_file=prosody.ca_file,
+        server=prosody.host,
+        port=prosody.c2s_port,
+        timeout=timeout,
+    )
+    async with session as (client, registry):
+        return await claim(client, registry, parsed, public=False, timeout=timeout)
+
+
+async def start_demo_registry(
+    stack: contextlib.AsyncExitStack, prosody: PrivateProsody, root: Path
+) -> RegistryComponent:
+    """The thing registry and provisioning service, attached to the demo's Prosody."""
+    registry = await start_registry(
+        prosody.registry_domain,
+        prosody.component_secret,
+        root / "registry.sqlite",
+        server=prosody.host,
+        port=prosody.component_port,
+        timeout=READY_TIMEOUT_S,
+    )
+    stack.push_async_callback(stop_registry, registry)
+    return registry
+
+
+async def wait_registered(gateway: Gateway, timeout: float) -> str | None:
+    """Once the thing has registered (or learnt its owner): its claim URI, None if claimed."""
+    lifecycle = gateway.client.lifecycle
+    assert lifecycle is not None
+    async with asyncio.timeout(timeout):
+        await lifecycle.registered.wait()
+    return lifecycle.claim_uri
+
+
+async def run_demo(
+    stop: asyncio.Event, *, as_json: bool, workdir: Path | None, unclaimed: bool = False
+) -> None:
     own_workdir = workdir is None
     root = Path(tempfile.mkdtemp(prefix="ncap-demo-")) if workdir is None else workdir
     root.mkdir(parents=True, exist_ok=True)
@@ -180,7 +247,8 @@ async def run_demo(stop: asyncio.Event, *, as_json: bool, workdir: Path | None) 
             thing = prosody.register("thing")
             owner = prosody.register("owner")
             stranger = prosody.register("stranger")
-            prosody.make_friends(thing, owner)
+            if not unclaimed:
+                prosody.make_friends(thing, owner)
             await asyncio.to_thread(prosody.start)
             stack.callback(prosody.stop)
 
@@ -188,14 +256,29 @@ async def run_demo(stop: asyncio.Event, *, as_json: bool, workdir: Path | None) 
             modbus = DemoModbusDevice()
             await modbus.start()
             stack.push_async_callback(modbus.stop)
-            config_file = write_config(root, prosody, thing, ports, modbus_port=modbus.port)
+            await start_demo_registry(stack, prosody, root)
+            config_file = write_config(
+                root,
+                prosody,
+                thing,
+                ports,
+                modbus_port=modbus.port,
+                registry=prosody.registry_domain,
+            )
             config = load_config(config_file)
             gateway = Gateway(config)
             await gateway.start()
             stack.push_async_callback(gateway.stop)
             await gateway.wait_ready(READY_TIMEOUT_S)
+            claim_uri = await wait_registered(gateway, READY_TIMEOUT_S)
+            if claim_uri is not None and not unclaimed:
+                await claim_as(owner, prosody, claim_uri, READY_TIMEOUT_S)
+                await gateway.client.wait_owner(owner.jid, READY_TIMEOUT_S)
+                claim_uri = None
 
-            summary = demo_summary(prosody, gateway.client.boundjid.full, owner, stranger)
+            summary = demo_summary(
+                prosody, gateway.client.boundjid.full, owner, stranger, claim_uri
+            )
             print(json.dumps(summary) if as_json else _human_summary(summary), flush=True)
             await stop.wait()
     finally:

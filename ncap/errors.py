@@ -29,3 +29,7 @@ class RigError(NcapError):
 
 class XmppConnectError(NcapError):
     """No XMPP session could be established (TLS not trusted, login refused, unreachable)."""
+
+
+class QrError(NcapError):
+    """A QR code could not be made, written or read (text too long, unreadable or blank image)."""

@@ -316,6 +316,7 @@ class PrivateProsody:
             "presence",
             "posix",
             "smacks",
+            "offline",
             "admin_shell",
         )
         # Port 0 placeholders are only seen by prosodyctl before start(), which binds nothing.

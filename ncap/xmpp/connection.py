@@ -103,6 +103,11 @@ class SecureClient(slixmpp.ClientXMPP):
     def events(self) -> IoTEvents:
         return cast(IoTEvents, self.plugin[EVENTS_PLUGIN])  # type: ignore[literal-required]
 
+    def use_server(self, host: str, port: int) -> None:
+        """Connect to *host*:*port* from now on (a server found on the LAN)."""
+        self._server = host
+        self._port = port
+
     def open(self) -> asyncio.Future[Any]:
         """Start connecting (and keep retrying) to the configured server."""
         if self._server:

@@ -2,25 +2,52 @@
 XEP-0323 readouts, XEP-0325 control, XEP-0326 browsing and event subscriptions — over
 the node tree of `ncap.xmpp.services`.
 
-Only roster friends (presence subscription ``both`` or ``from``) are served.
-Subscription requests are declined automatically until provisioning decides
-them, so nobody befriends the thing by asking.
+Who is served depends on whether the thing has been claimed (XEP-0347, ``ncap.xmpp.lifecycle``):
+
+* unclaimed: only roster friends (presence subscription ``both`` or ``from``); subscription
+  requests are declined, so nobody befriends the thing by asking;
+* claimed: the owner is always served and always befriended; everyone else is decided by the
+  owner's provisioning service (XEP-0324, ``ncap.provisioning``): friendship by ``isFriend``,
+  read-outs, subscriptions and chat reads by ``canRead`` (its narrowing applied), control by
+  ``canControl``. No answer in time means no. ``friend``/``unfriend``/``clearCache`` are obeyed
+  from the provisioning service only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
+from xml.etree.ElementTree import Element
 
-from slixmpp import JID, Message
+from slixmpp import JID, Iq, Message, Presence
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import StanzaPath
+from slixmpp.xmlstream.stanzabase import StanzaBase
 
-from ncap.chat import ChatCommands
+from ncap.chat import ChatCommands, ReadAuthorizer
+from ncap.config import RegistrySection
+from ncap.provisioning import DecisionCache, ProvisioningClient
 from ncap.sensors import SensorTree
 from ncap.xmpp.connection import SecureClient
-from ncap.xmpp.services import ConcentratorSource, ControlTarget, SensorSource, Topology
-from xep.xep_0323.model import ReadoutRequest
+from ncap.xmpp.lifecycle import ThingLifecycle, send_iq
+from ncap.xmpp.registration import ClaimStore
+from ncap.xmpp.services import (
+    SOURCE_ID,
+    ConcentratorSource,
+    ControlTarget,
+    NodeKind,
+    SensorSource,
+    Topology,
+)
+from xep.errors import StanzaError
+from xep.xep_0323.model import FieldType, NodeRef, ReadoutRequest
+from xep.xep_0324 import convert as prov_convert
+from xep.xep_0324 import stanza as prov_stanza
+from xep.xep_0324.model import ClearCacheResponse, Friend, Unfriend
 from xep.xep_0325.model import ControlDecision, ControlRequest
 
 _LOGGER = logging.getLogger(__name__)
@@ -42,6 +69,9 @@ class ThingClient(SecureClient):
         server: str | None,
         port: int,
         reconnect_max_s: float = 60.0,
+        state_dir: Path | None = None,
+        registry: RegistrySection | None = None,
+        write_qr: Callable[[str, Path], Sequence[Path]] | None = None,
     ) -> None:
         super().__init__(
             jid,
@@ -52,7 +82,8 @@ class ThingClient(SecureClient):
             reconnect_max_s=reconnect_max_s,
             keepalive_s=KEEPALIVE_S,
         )
-        self.auto_authorize = False
+        # Subscription requests are decided in _on_subscribe (never automatically).
+        self.auto_authorize = None
         self.auto_subscribe = False
         self._tree = tree
         self._commands = ChatCommands(tree)
@@ -71,6 +102,38 @@ class ThingClient(SecureClient):
         self.concentrator.authorize = self._may_browse
         self.control.target = ControlTarget(self.topology)
         self.control.authorize = self._may_control
+        self.lifecycle: ThingLifecycle | None = None
+        self._owner_changed = asyncio.Event()
+        self.provisioning: ProvisioningClient | None = None
+        registry = registry or RegistrySection()
+        self._answer_timeout = registry.answer_timeout_s
+        self._cache = DecisionCache(
+            state_dir / "provisioning-cache.json" if state_dir is not None else None
+        )
+        if state_dir is not None and registry.enabled:
+            self.lifecycle = ThingLifecycle(
+                self,
+                ClaimStore(state_dir),
+                tags=dict(registry.tags),
+                nodes=self._registered_nodes,
+                registry=registry.address,
+                provisioning=registry.provisioning,
+                self_owned=registry.self_owned,
+                write_qr=write_qr,
+                on_change=self._trust_changed,
+            )
+            self._trust_changed()
+        prov_stanza.register_stanzas()
+        self.register_handler(
+            Callback(
+                "ncap clearCache", StanzaPath("iq@type=set/prov_clearCache"), self._clear_cache
+            )
+        )
+        for local in ("friend", "unfriend"):
+            self.register_handler(
+                Callback(f"ncap {local}", StanzaPath(f"message/prov_{local}"), self._on_advice)
+            )
+        self.add_event_handler("presence_subscribe", self._on_subscribe)
         self.add_event_handler("roster_update", self._forget_former_friends)
         self.add_event_handler("session_secured", self._on_session_secured)
         self.add_event_handler("message", self._on_message)
@@ -88,6 +151,8 @@ class ThingClient(SecureClient):
 
     async def stop(self) -> None:
         self._stopping = True
+        if self.lifecycle is not None:
+            await self.lifecycle.stop()
         if self._reconnect_task is not None:
             self._reconnect_task.cancel()
         self.cancel_connection_attempt()
@@ -95,20 +160,174 @@ class ThingClient(SecureClient):
             await self.disconnect(wait=2.0, reason="NCAP stopping")
         self.online.clear()
 
-    async def _may_read(self, requester: JID, _request: ReadoutRequest) -> bool:
-        return self._friend_or_refused(requester, "readout")
+    async def wait_owner(self, owner: str, timeout: float) -> None:
+        """Until the registry has told this thing that *owner* claimed it."""
+        async with asyncio.timeout(timeout):
+            while not self.is_owner(owner):
+                await self._owner_changed.wait()
+                self._owner_changed.clear()
+
+    # -- who may do what ---------------------------------------------------------------------
+
+    @property
+    def owner(self) -> str | None:
+        return self.lifecycle.owner if self.lifecycle is not None else None
+
+    def is_owner(self, jid: JID | str) -> bool:
+        owner = self.owner
+        return owner is not None and JID(jid).bare == owner
+
+    async def may_befriend(self, requester: JID | str) -> bool:
+        if self.owner is None:
+            return False  # unclaimed: friendships are made by hand (the roster)
+        if self.is_owner(requester):
+            return True
+        provisioning = self.provisioning
+        return provisioning is not None and await provisioning.is_friend(requester)
+
+    async def _may_read(self, requester: JID, request: ReadoutRequest) -> bool | ReadoutRequest:
+        if self.owner is None:
+            return self._friend_or_refused(requester, "readout")
+        if self.is_owner(requester):
+            return True
+        provisioning = self.provisioning
+        if provisioning is None:
+            _LOGGER.info("readout by %s refused: no provisioning service", requester)
+            return False
+        return await provisioning.can_read(requester, request)
 
     async def _may_browse(self, requester: JID) -> bool:
-        return self._friend_or_refused(requester, "browsing")
+        if self.owner is None:
+            return self._friend_or_refused(requester, "browsing")
+        return self.is_owner(requester) or await self.may_befriend(requester)
 
-    async def _may_control(self, requester: JID, _request: ControlRequest) -> ControlDecision:
-        return ControlDecision(self._friend_or_refused(requester, "control"))
+    async def _may_control(self, requester: JID, request: ControlRequest) -> ControlDecision:
+        if self.owner is None:
+            return ControlDecision(self._friend_or_refused(requester, "control"))
+        if self.is_owner(requester):
+            return ControlDecision(True)
+        provisioning = self.provisioning
+        if provisioning is None:
+            return ControlDecision(False)
+        return await provisioning.can_control(requester, request)
+
+    async def _may_chat(self, requester: JID) -> bool:
+        """Friends may chat; what a chat command reads is decided per node (_chat_reader)."""
+        if self.owner is None:
+            return self.is_friend(requester)
+        return await self.may_befriend(requester)
+
+    def _chat_reader(self, requester: JID) -> ReadAuthorizer:
+        async def may_read(node_id: str, fields: Sequence[str]) -> tuple[str, ...] | None:
+            request = ReadoutRequest(
+                0,
+                FieldType.MOMENTARY | FieldType.STATUS,
+                (NodeRef(node_id, SOURCE_ID),),
+                tuple(fields),
+            )
+            decision = await self._may_read(requester, request)
+            if decision is True:
+                return ()
+            if isinstance(decision, ReadoutRequest) and decision.nodes:
+                return decision.field_names
+            return None
+
+        return may_read
 
     def _friend_or_refused(self, requester: JID, what: str) -> bool:
         allowed = self.is_friend(requester)
         if not allowed:
             _LOGGER.info("%s by %s refused: not a friend", what, requester)
         return allowed
+
+    def _registered_nodes(self) -> list[tuple[NodeRef, str]]:
+        classes = {NodeKind.TIM: "TIM", NodeKind.CHANNEL: "Channel"}
+        return [
+            (NodeRef(node.node_id, SOURCE_ID), classes[node.kind])
+            for node in self.topology.all()
+            if node.kind in classes
+        ]
+
+    def _trust_changed(self) -> None:
+        self._owner_changed.set()
+        lifecycle = self.lifecycle
+        service = lifecycle.provisioning if lifecycle is not None else None
+        current = self.provisioning.service if self.provisioning is not None else None
+        if service == current:
+            return
+        self._cache.clear()  # answers of another (or no) authority mean nothing now
+        self.provisioning = (
+            ProvisioningClient(service, self._ask, self._cache, timeout_s=self._answer_timeout)
+            if service is not None
+            else None
+        )
+
+    async def _ask(self, to: str, payload: Element, timeout: float) -> Element:
+        answer = await send_iq(self, to, payload, timeout=timeout)
+        if answer is None:
+            raise StanzaError("empty answer")
+        return answer
+
+    # -- the provisioning service's orders ----------------------------------------------------
+
+    def _trusted_authority(self, sender: JID) -> bool:
+        return self.lifecycle is not None and self.lifecycle.is_provisioning(sender)
+
+    def _clear_cache(self, stanza: StanzaBase) -> None:
+        iq = cast(Iq, stanza)
+        if not self._trusted_authority(iq["from"]):
+            _LOGGER.warning("clearCache from untrusted %s refused", iq["from"])
+            self._send_iq_error(iq, "cancel", "forbidden")
+            return
+        self._cache.clear()
+        _LOGGER.info("provisioning cache cleared by %s", iq["from"])
+        reply = iq.reply(clear=True)  # type: ignore[no-untyped-call]
+        reply.append(prov_convert.to_xml(ClearCacheResponse()))
+        reply.send()
+
+    def _on_advice(self, stanza: StanzaBase) -> None:
+        msg = cast(Message, stanza)
+        if not self._trusted_authority(msg["from"]):
+            _LOGGER.warning("friendship advice from untrusted %s ignored", msg["from"])
+            return
+        for child in msg.xml:
+            try:
+                advice = prov_convert.from_xml(child)
+            except StanzaError:
+                continue
+            if isinstance(advice, Friend):
+                _LOGGER.info("provisioning: befriend %s", advice.jid)
+                self.send_presence(pto=JID(advice.jid).bare, ptype="subscribed")
+            elif isinstance(advice, Unfriend) and not self.is_owner(advice.jid):
+                bare = JID(advice.jid).bare
+                _LOGGER.info("provisioning: unfriend %s", bare)
+                self.send_presence(pto=bare, ptype="unsubscribed")
+                self.send_presence(pto=bare, ptype="unsubscribe")
+                self.events.drop(bare)
+
+    async def _on_subscribe(self, presence: Presence) -> None:
+        requester = presence["from"]
+        try:
+            allowed = await self.may_befriend(requester)
+        except Exception:
+            _LOGGER.exception("deciding the friendship of %s failed; leaving it pending", requester)
+            return
+        if allowed:
+            _LOGGER.info("friendship with %s accepted", requester.bare)
+            self.send_presence(pto=requester.bare, ptype="subscribed")
+        elif self.owner is None:
+            _LOGGER.info("friendship request of %s declined: the thing is unclaimed", requester)
+            self.send_presence(pto=requester.bare, ptype="unsubscribed")
+        else:
+            # Left pending: the owner may still allow it (the service then sends 'friend').
+            _LOGGER.info("friendship request of %s left pending: not allowed (yet)", requester)
+
+    def _send_iq_error(self, iq: Iq, etype: str, condition: str) -> None:
+        reply = iq.reply(clear=True)  # type: ignore[no-untyped-call]
+        reply["type"] = "error"
+        reply["error"]["type"] = etype
+        reply["error"]["condition"] = condition
+        reply.send()
 
     def _forget_former_friends(self, _event: object) -> None:
         """Event subscriptions end with the friendship."""
@@ -133,22 +352,28 @@ class ThingClient(SecureClient):
         await self._tree.settle(SETTLE_S)
         self.send_presence()
         self.online.set()
+        if self.lifecycle is not None:
+            self.lifecycle.session_started()
 
     async def _on_message(self, msg: Message) -> None:
         if msg["type"] not in ("chat", "normal") or not msg["body"]:
             return
         sender = msg["from"]
-        if not self.is_friend(sender):
+        if self.lifecycle is not None and (
+            self.lifecycle.is_registry(sender) or self.lifecycle.is_provisioning(sender)
+        ):
+            return  # services do not chat
+        if not await self._may_chat(sender):
             _LOGGER.info("chat from %s refused: not a friend", sender)
             error = msg.reply(clear=True)  # type: ignore[no-untyped-call]
             error["type"] = "error"
             error["error"]["type"] = "cancel"
             error["error"]["condition"] = "forbidden"
-            error["error"]["text"] = "Only friends of this thing may send it commands."
+            error["error"]["text"] = "You may not send this thing commands."
             error.send()
             return
         try:
-            answer = await self._commands.handle(msg["body"])
+            answer = await self._commands.handle(msg["body"], self._chat_reader(sender))
         except Exception:
             _LOGGER.exception("chat command from %s failed", sender)
             answer = "Sorry, that command failed inside the gateway; its log says why."

@@ -105,3 +105,62 @@ def _run_demo_and_read(workdir: Path) -> None:
         demo.send_signal(signal.SIGTERM)
         assert demo.wait(timeout=30) == 0
     assert wait_gone(prosody_pid, 10.0), "the demo left its Prosody running"
+
+
+def test_unclaimed_demo_prints_its_claim_uri_and_is_claimed_from_its_qr_code() -> None:
+    with tempfile.TemporaryDirectory(prefix="ncap-demo-test-") as tmp:
+        Path(tmp).chmod(0o755)
+        workdir = Path(tmp) / "demo"
+        demo = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ncap",
+                "demo",
+                "--json",
+                "--unclaimed",
+                "--workdir",
+                str(workdir),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        try:
+            summary = json.loads(readline_within(demo, READY_TIMEOUT))
+            assert summary["claim_uri"].startswith("iotdisco:")
+            assert f"R={summary['registry']}" in summary["claim_uri"]
+            xmpp = summary["xmpp"]
+
+            def ncap(*args: str) -> subprocess.CompletedProcess[str]:
+                command, *rest = args
+                connection = ["--jid", summary["owner"]["jid"], "--ca", xmpp["ca"]]
+                connection += ["--server", xmpp["host"], "--port", str(xmpp["port"])]
+                return subprocess.run(
+                    [sys.executable, "-m", "ncap", command, *connection, *rest],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    env={**os.environ, "NCAP_PASSWORD": summary["owner"]["password"]},
+                    cwd=REPO,
+                    check=False,
+                )
+
+            before = ncap("read", summary["thing"], "env-sensor/temperature")
+            assert before.returncode != 0
+            assert "forbidden" in before.stderr
+            # Claim from the QR code image, as from a photo of the sticker.
+            claimed = ncap("claim", str(workdir / "state" / "claim.png"))
+            assert claimed.returncode == 0, claimed.stderr
+            assert claimed.stdout.strip() == f"claimed {summary['thing'].split('/')[0]}"
+            after = ncap("read", summary["thing"], "env-sensor/temperature", "--json")
+            assert after.returncode == 0, after.stderr
+            assert [f["name"] for n in json.loads(after.stdout)["nodes"] for f in n["fields"]] == [
+                "temperature"
+            ]
+            again = ncap("claim", summary["claim_uri"])
+            assert again.returncode != 0  # the key was spent by the first claim
+            assert "item-not-found" in again.stderr
+        finally:
+            demo.send_signal(signal.SIGTERM)
+            assert demo.wait(timeout=30) == 0

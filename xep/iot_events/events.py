@@ -221,7 +221,8 @@ def _narrowed(request: SubscribeRequest, allowed: ReadoutRequest) -> SubscribeRe
     if allowed.field_names:
         wanted = set(allowed.field_names)
         triggers = tuple(t for t in triggers if t.name in wanted) or tuple(
-            FieldTrigger(name) for name in dict.fromkeys(allowed.field_names)  # names once
+            FieldTrigger(name)
+            for name in dict.fromkeys(allowed.field_names)  # names once
         )
     return dataclasses.replace(request, nodes=allowed.nodes, fields=triggers)
 
