@@ -2,7 +2,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test unit lint bench soak clean
+.PHONY: setup demo test unit lint bench soak clean deb
 
 setup:
 	@scripts/setup.sh
@@ -25,6 +25,10 @@ bench: setup
 soak: setup
 	TIM_SOAK_SECONDS=600 FIRMWARE_SOAK_SECONDS=600 $(BIN)/pytest -q --timeout 1500 \
 		tests/tim_drivers/test_tim_soak.py tests/firmware -k soak
+
+# The .deb for Debian trixie / Raspberry Pi OS (ARCH=arm64 for the boards; see docs/deploy.md).
+deb: setup
+	packaging/build-deb.sh
 
 lint:
 	$(BIN)/ruff check .

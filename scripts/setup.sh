@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 DEB_PACKAGES=(prosody socat ca-certificates)
+# The packaging tests: a fresh Debian chroot, script lint, device-tree overlays.
+DEB_PACKAGES+=(mmdebstrap shellcheck device-tree-compiler)
 # python3-venv is only needed when the interpreter cannot make a venv by itself.
 "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || DEB_PACKAGES+=(python3-venv)
 
