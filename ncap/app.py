@@ -10,8 +10,10 @@ from pathlib import Path
 from ncap.config import Config, ModbusSection, read_secret
 from ncap.errors import ConfigError, NcapError
 from ncap.hardware import device_profile
+from ncap.metrics import Metrics, MetricsServer
 from ncap.sdnotify import Notifier
 from ncap.sensors import Reading, SensorTree, TimNode
+from ncap.uplink import Uplink
 from ncap.watchdog import ProgressWatchdog
 from ncap.xmpp.thing import ThingClient
 from tim_drivers.drivers.p1451_serial import SerialTim
@@ -80,6 +82,11 @@ class Gateway:
         self._stopping = False
         self.watchdog = ProgressWatchdog()
         self._bus_of = _buses(config)
+        self.metrics = Metrics()
+        self.uplink = Uplink(config, self.client, config.gateway.resolved_state_dir(), self.metrics)
+        self.metrics_server: MetricsServer | None = None
+        self.client.add_event_handler("session_secured", self._count_session)
+        self._sessions = 0
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -93,6 +100,11 @@ class Gateway:
                 )
             )
         self._watch_progress()
+        self.uplink.start()
+        metrics = self.config.metrics
+        if metrics.enabled:
+            self.metrics_server = MetricsServer(self.metrics, metrics.host, metrics.port)
+            await self.metrics_server.start()
         if self.config.xmpp.server is None and self.config.xmpp.lan_discovery:
             await self._find_server_on_lan()
         self.client.open()
@@ -126,19 +138,29 @@ class Gateway:
         """Read the TIM every *interval* seconds and hand the readings to event subscribers."""
         while not self._stopping:
             await node.wait_ready(None)
+            bus = self._bus_of[node.node_id]
             try:
                 readings = await node.read()
             except NcapError as err:
                 _LOGGER.debug("poll of %s failed: %s", node.node_id, err)
+                self.metrics.bus_errors.labels(bus).inc()
             else:
+                self.metrics.bus_reads.labels(bus).inc()
                 self._report(node, readings)
-                self.watchdog.progress(self._bus_of[node.node_id])
+                self.watchdog.progress(bus)
             await asyncio.sleep(interval)
 
     def _report(self, node: TimNode, readings: list[Reading]) -> None:
-        """Fresh readings of a TIM, polled or reported by the TIM, to event subscribers."""
+        """Fresh readings of a TIM, polled or reported by the TIM: into the journal first
+        (sequence numbers, alarms), then to event subscribers."""
+        self.uplink.record(readings)
         for fields in self.client.sensor_source.fields_of(node, readings):
             self.client.events.report(fields)
+
+    def _count_session(self, _event: object) -> None:
+        self._sessions += 1
+        if self._sessions > 1:
+            self.metrics.reconnects.inc()
 
     def _watch_progress(self) -> None:
         """Each bus must read successfully within max(stall_after_s, 3 poll intervals); the
@@ -174,6 +196,9 @@ class Gateway:
 
     async def stop(self) -> None:
         self._stopping = True
+        if self.metrics_server is not None:
+            await self.metrics_server.aclose()
+            self.metrics_server = None
         await self.client.stop()
         for task in self._tasks:
             task.cancel()
@@ -188,6 +213,7 @@ class Gateway:
         self._tasks = []
         for node in self.tree.nodes():
             await node.close()
+        await self.uplink.stop()
         _LOGGER.info("gateway stopped")
 
 

@@ -145,6 +145,16 @@ def _parser() -> argparse.ArgumentParser:
     unregister.add_argument("--config", type=Path, default=Path("/etc/ncap/ncap.toml"))
     unregister.add_argument("--timeout", type=float, default=15.0)
     unregister.set_defaults(handler=_cmd_unregister)
+
+    status = sub.add_parser("status", help="show a running gateway's counters (its /metrics)")
+    status.add_argument(
+        "--url",
+        default="http://127.0.0.1:9108/metrics",
+        help="metrics endpoint (default: %(default)s)",
+    )
+    status.add_argument("--json", action="store_true", help="print JSON instead of a summary")
+    status.add_argument("--timeout", type=float, default=5.0)
+    status.set_defaults(handler=_cmd_status)
     return parser
 
 
@@ -400,4 +410,15 @@ def _cmd_unregister(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     registry = asyncio.run(unregister_gateway(config, args.timeout))
     _print(f"{config.xmpp.jid} unregistered from {registry}")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from ncap.metrics import fetch_status, format_status, status_as_json
+
+    status = fetch_status(args.url, args.timeout)  # MetricsError: unreachable, exit 69
+    if args.json:
+        _print(json.dumps(status_as_json(status)))
+    else:
+        _print(format_status(status, args.url))
     return 0

@@ -132,11 +132,69 @@ class ModbusSection(_Section):
         return self
 
 
+class JournalSection(_Section):
+    """The durable journal of readings, events and alarms (``STATE_DIR/journal.sqlite``)."""
+
+    max_entries: Annotated[int, Field(ge=1000, le=100_000_000)] = 1_000_000
+    """Beyond this, acknowledged entries go first, then the oldest unsent readings (counted);
+    alarms are never dropped."""
+    history_days: Annotated[float, Field(gt=0, le=3650)] = 7.0
+    """How long delivered readings stay for ``history`` queries."""
+    commit_interval_s: Annotated[float, Field(gt=0, le=5)] = 0.05
+    """Group commit: a reading is durable at most this long after it was read."""
+
+
+class PublishSection(_Section):
+    """Publishing the journal to the server's PubSub service (XEP-0060)."""
+
+    enabled: bool = True
+    service: str | None = None
+    """The PubSub service; the thing's own account (PEP) when not set. A PubSub component must
+    let the thing create nodes (Prosody: list it in the component's ``admins``)."""
+    node: str | None = None
+    """The node; ``ncap/`` + the thing's bare JID when not set."""
+    members: tuple[Annotated[str, Field(pattern=r"^[^@/\s]+@[^@/\s]+$")], ...] = ()
+    """Bare JIDs besides the owner allowed to subscribe (the node is a whitelist)."""
+    batch_max: Annotated[int, Field(ge=1, le=2000)] = 250
+    window: Annotated[int, Field(ge=1, le=64)] = 8
+    max_items: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+
+
+class AlarmSection(_Section):
+    """A threshold alarm on one field of one node."""
+
+    name: Name
+    node: Annotated[str, Field(min_length=1, max_length=200)]
+    field: Annotated[str, Field(min_length=1, max_length=200)]
+    above: float | None = None
+    below: float | None = None
+    hysteresis: Annotated[float, Field(ge=0)] = 0.0
+    severity: Literal["warning", "critical"] = "warning"
+
+    @model_validator(mode="after")
+    def _some_threshold(self) -> AlarmSection:
+        if self.above is None and self.below is None:
+            raise _KeyedProblem("above", "give above, below or both")
+        return self
+
+
+class MetricsSection(_Section):
+    """The Prometheus text endpoint (``ncap status`` reads it)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 9108
+
+
 class Config(_Section):
     schema_version: Literal[1] = 1
     gateway: GatewaySection = GatewaySection()
     xmpp: XmppSection
     registry: RegistrySection = RegistrySection()
+    journal: JournalSection = JournalSection()
+    publish: PublishSection = PublishSection()
+    alarm: tuple[AlarmSection, ...] = ()
+    metrics: MetricsSection = MetricsSection()
     tim: tuple[TimSection, ...] = ()
     modbus: tuple[ModbusSection, ...] = ()
 

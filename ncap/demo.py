@@ -87,9 +87,10 @@ def write_config(
     poll_interval_s: float = 1.0,
     modbus_port: int | None = None,
     registry: str | None = None,
+    extra: str = "",
 ) -> Path:
-    """An ncap.toml for *thing* on *prosody* with the TIMs (name -> serial port) given, and
-    the demo's Modbus TCP climate sensor when *modbus_port* is given."""
+    """An ncap.toml for *thing* on *prosody* with the TIMs (name -> serial port) given, the
+    demo's Modbus TCP climate sensor when *modbus_port* is given, and *extra* TOML tables."""
     secrets = workdir / "secrets"
     secrets.mkdir(mode=0o700, exist_ok=True)
     password_file = secrets / "xmpp"
@@ -118,6 +119,9 @@ schema_version = 1
 name = "demo"
 state_dir = "{workdir / "state"}"
 
+[metrics]
+port = 0
+
 [xmpp]
 jid = "{thing.jid}"
 password_file = "{password_file}"
@@ -125,7 +129,7 @@ resource = "ncap"
 server = "{prosody.host}"
 port = {prosody.c2s_port}
 ca_file = "{prosody.ca_file}"
-{tim_tables}""",
+{tim_tables}{extra}""",
         encoding="utf-8",
     )
     return config

@@ -25,3 +25,41 @@ def write_private(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def open_private(path: Path) -> int:
+    """Open (or create) a file readable by its owner only, tightening an existing one; the
+    caller closes the descriptor. A new file's directory entry is made durable too."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        info = os.fstat(fd)
+        if info.st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+        if info.st_size == 0:
+            dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def create_private(path: Path) -> None:
+    """A database file readable by its owner only, before SQLite opens it."""
+    os.close(open_private(path))
+
+
+def tighten_sidecars(database: Path) -> None:
+    """SQLite's ``-wal``/``-shm`` files get the database's mode bits; make sure of 0600."""
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(database.with_name(database.name + suffix), 0o600)
+
+
+def sql_statements(script: str) -> list[str]:
+    """The statements of a schema script (``--`` comments removed), for ``execute`` one by one."""
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    return [part.strip() for part in "\n".join(lines).split(";") if part.strip()]

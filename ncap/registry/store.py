@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import enum
 import json
-import os
 import re
 import secrets
 import sqlite3
@@ -58,6 +57,7 @@ from types import TracebackType
 from typing import Any, Literal, cast, get_args
 
 from ncap.errors import NcapError
+from ncap.files import create_private, sql_statements, tighten_sidecars
 from xep.errors import StanzaError
 from xep.xep_0323.model import NodeRef
 from xep.xep_0347.model import KEY, MAX_TAGS, MetaTag, SearchTerm, Thing, canonical_tags, tags_match
@@ -249,7 +249,7 @@ class RegistryStore:
         self._clock = clock
         self._lock = threading.Lock()
         try:
-            _create_private(self._path)
+            create_private(self._path)
             # Autocommit mode: _write() opens each transaction explicitly.
             db = sqlite3.connect(
                 self._path, timeout=5.0, isolation_level=None, check_same_thread=False
@@ -273,17 +273,14 @@ class RegistryStore:
             with self._write() as tx:
                 version = tx.execute("PRAGMA user_version").fetchone()[0]
                 if version == 0:
-                    for statement in _statements(_SCHEMA):
+                    for statement in sql_statements(_SCHEMA):
                         tx.execute(statement)
                     tx.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 elif version != SCHEMA_VERSION:
                     raise RegistryError(
                         f"{self._path}: schema version {version}, this code knows {SCHEMA_VERSION}"
                     )
-            for suffix in ("-wal", "-shm"):
-                sidecar = self._path.with_name(self._path.name + suffix)
-                if sidecar.exists():
-                    sidecar.chmod(0o600)
+            tighten_sidecars(self._path)
         except (OSError, sqlite3.Error) as err:
             raise RegistryError(f"{self._path}: {err}") from err
 
@@ -860,21 +857,6 @@ class RegistryStore:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def _create_private(path: Path) -> None:
-    """Create the database file readable by its owner only (or tighten an existing one)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-
-
-def _statements(script: str) -> list[str]:
-    lines = [line.split("--", 1)[0] for line in script.splitlines()]
-    return [part.strip() for part in "\n".join(lines).split(";") if part.strip()]
 
 
 def _bare(jid: str) -> str:

@@ -16,11 +16,22 @@ Roster friendships are made inside the running server through its admin shell
 code writes the storage, its roster cache stays coherent and online sessions get a roster
 push. Friendships asked for before :meth:`PrivateProsody.start` are queued and applied as soon
 as the server is up.
+
+Federation (opt-in, :meth:`PrivateProsody.federate_with`): server-to-server on 127.0.0.1 over
+STARTTLS, each side authenticating the other by its certificate (``s2s_secure_auth``, SASL
+EXTERNAL; dialback is not loaded, plaintext is refused). Prosody 0.12 finds a remote domain by DNS
+(SRV ``_xmpp-server._tcp``, then A/AAAA on port 5269) and has no option for static routes, so the
+rig adds a small plugin of its own (``mod_ncap_s2s_routes``, written into the work directory) that
+answers that lookup from a routes file instead: each federated peer's domain, and its subdomains,
+at ``127.0.0.1`` and the peer's s2s port; any other domain is unreachable. No DNS query is made,
+no file outside the work directory is touched, and ports stay free-picked. The routes file is
+re-read for every new outgoing connection, so a peer that restarts on new ports is found again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import pwd
@@ -38,7 +49,7 @@ from typing import Self
 from ncap.errors import RigError
 from ncap.rig.pki import TlsFiles, make_test_pki
 
-__all__ = ["Account", "PrivateProsody"]
+__all__ = ["Account", "PrivateProsody", "S2sSession"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -46,6 +57,70 @@ _PROSODY_USER = "prosody"
 _POLL_INTERVAL = 0.05  # seconds between readiness probes; every wait has its own deadline
 _CTL_TIMEOUT = 30.0  # prosodyctl is a fresh Lua process each time; it needs well under 1 s
 _UNIX_PATH_MAX = 107  # sun_path is 108 bytes including the NUL
+# The pubsub service keeps up to this many items per node (a node's own max_items must still
+# ask for them). mod_storage_internal refuses to append to an archive that already holds
+# storage_archive_item_limit items, *before* mod_pubsub trims it, so that limit must be higher.
+PUBSUB_MAX_ITEMS = 10000
+_PUBSUB_ARCHIVE_LIMIT = PUBSUB_MAX_ITEMS + 1000
+_ROUTES_PLUGIN = "ncap_s2s_routes"
+# Lua, run inside Prosody: replace DNS-based s2s target lookup by the rig's routes file.
+_ROUTES_PLUGIN_SOURCE = """\
+-- Written by ncap.rig.prosody: static server-to-server routes for a private test server.
+-- mod_s2s (0.12) asks net.resolvers.service for where a remote domain lives (DNS SRV, then
+-- A/AAAA). This answers from the routes file instead, read afresh for each new outgoing
+-- connection: "<domain> <ip> <port>" per line; a subdomain follows its parent's route. A
+-- domain without a route is unreachable, and the rig offers no direct-TLS s2s port.
+module:set_global();
+
+local service = require "net.resolvers.service";
+local basic = require "net.resolvers.basic";
+local manual = require "net.resolvers.manual";
+
+local routes_file = assert(module:get_option_string("ncap_s2s_routes_file"), "no routes file");
+local dns_service_new = service.new;
+
+local function read_routes()
+	local routes = {};
+	local file, err = io.open(routes_file);
+	if not file then
+		module:log("warn", "no s2s routes: %s", err);
+		return routes;
+	end
+	for line in file:lines() do
+		local domain, ip, port = line:match("^(%S+)%s+(%S+)%s+(%d+)$");
+		if domain then
+			routes[domain] = { ip = ip; port = tonumber(port) };
+		end
+	end
+	file:close();
+	return routes;
+end
+
+local function route_for(domain)
+	local routes = read_routes();
+	while domain do
+		if routes[domain] then
+			return routes[domain];
+		end
+		domain = domain:match("^[^.]+%.(.+)$");
+	end
+end
+
+function service.new(hostname, service_name, conn_type, extra)
+	local route = service_name == "xmpp-server" and route_for(hostname);
+	if route then
+		module:log("debug", "s2s to %s: static route %s:%d", hostname, route.ip, route.port);
+		return basic.new(route.ip, route.port, conn_type, extra);
+	end
+	local nowhere = manual.new({}, conn_type, extra);
+	nowhere.last_error = "no route to " .. hostname .. " in " .. routes_file;
+	return nowhere;
+end
+
+function module.unload()
+	service.new = dns_service_new;
+end
+"""
 
 
 @dataclass(frozen=True)
@@ -87,6 +162,28 @@ def _free_ports(count: int) -> list[int]:
         return [int(sock.getsockname()[1]) for sock in socks]
 
 
+@dataclass(frozen=True)
+class S2sSession:
+    """A server-to-server stream as the running Prosody sees it (``PrivateProsody.s2s_sessions``).
+
+    ``direction`` is ``"outgoing"`` or ``"incoming"``; ``tls`` the protocol (``"TLSv1.3"``) or
+    ``None`` when the stream is not encrypted; ``sasl`` the SASL EXTERNAL state (``"succeeded"``
+    once the peer was authenticated by its certificate); ``cert_chain``/``cert_identity`` are
+    ``"valid"``/``"invalid"`` as Prosody checked the peer's certificate (``None`` if it did not);
+    ``dialback`` tells whether server dialback was used at all.
+    """
+
+    direction: str
+    local: str
+    remote: str
+    authenticated: bool
+    tls: str | None
+    sasl: str | None
+    cert_chain: str | None
+    cert_identity: str | None
+    dialback: bool
+
+
 def _tail(path: Path, lines: int = 40) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -105,6 +202,10 @@ class PrivateProsody:
 
     The PKI and the config are written at construction time, so :meth:`register` and
     :meth:`make_friends` work before :meth:`start`; ports are chosen by :meth:`start`.
+
+    The pubsub component (:attr:`pubsub_domain`) keeps items in the data directory (Prosody's
+    internal storage), so they survive :meth:`stop` and a later :meth:`start`; a node may keep up
+    to :data:`PUBSUB_MAX_ITEMS` items if its ``max_items`` asks for that many.
     """
 
     host: str = "127.0.0.1"
@@ -116,10 +217,16 @@ class PrivateProsody:
         *,
         log_level: str = "info",
         plaintext_only: bool = False,
+        admins: Sequence[str] = (),
     ) -> None:
-        """``plaintext_only``: a server offering no TLS at all, to prove clients refuse it."""
+        """``plaintext_only``: a server offering no TLS at all, to prove clients refuse it.
+
+        ``admins``: bare JIDs of server administrators. Prosody 0.12's pubsub service lets only
+        them create nodes (everyone else gets ``forbidden``).
+        """
         self.workdir = workdir.resolve()
         self.plaintext_only = plaintext_only
+        self.admins = tuple(admins)
         self.domain = domain
         self.pubsub_domain = f"pubsub.{domain}"
         self.registry_domain = f"registry.{domain}"
@@ -127,20 +234,27 @@ class PrivateProsody:
         self.log_level = log_level
         self.c2s_port = 0
         self.component_port = 0
+        self.s2s_port = 0  # only federated servers listen for s2s
         self.config_file = self.workdir / "prosody.cfg.lua"
         self.data_dir = self.workdir / "data"
         self.log_file = self.workdir / "prosody.log"
         self.console_file = self.workdir / "prosody.console"
         self.pid_file = self.workdir / "prosody.pid"
         self.admin_socket = self.data_dir / "prosody.sock"
+        self.routes_file = self.workdir / "s2s-routes"
+        self.plugin_dir = self.workdir / "plugins"
         self._as_root = os.geteuid() == 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._pending_friends: list[tuple[Account, Account]] = []
+        self._peers: list[PrivateProsody] = []
+        self._trusted_peers: list[PrivateProsody] = []
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(exist_ok=True)
         self.tls: TlsFiles = make_test_pki(self.workdir / "tls", domain)
         self.ca_file: Path = self.tls.ca_cert
+        self.trust_file = self.tls.ca_cert.parent / "s2s-trust.pem"
+        self._no_capath = self.tls.ca_cert.parent / "no-capath"
         self._write_config()
 
     # ---------------------------------------------------------------- properties
@@ -156,6 +270,93 @@ class PrivateProsody:
     def running(self) -> bool:
         return self.pid is not None
 
+    @property
+    def federated(self) -> bool:
+        """Whether this server speaks server-to-server (see :meth:`federate_with`)."""
+        return bool(self._peers)
+
+    @property
+    def peers(self) -> tuple[PrivateProsody, ...]:
+        return tuple(self._peers)
+
+    # ---------------------------------------------------------------- federation
+
+    def federate_with(self, other: PrivateProsody, *, trust: bool = True) -> None:
+        """Let this server and ``other`` exchange stanzas server-to-server, both ways.
+
+        Both must be stopped (the s2s listener and the trusted CAs are in the config written by
+        :meth:`start`); start them in either order. Each server trusts its own CA and, with
+        ``trust``, the CA of every peer it federates with; ``trust=False`` routes to ``other``
+        without trusting its CA on either side, so that a test can see ``s2s_secure_auth``
+        refuse the connection.
+        """
+        if other is self:
+            raise RigError("a server cannot federate with itself")
+        if self.plaintext_only or other.plaintext_only:
+            raise RigError("federation needs TLS; a plaintext_only server cannot federate")
+        if (
+            self.domain == other.domain
+            or self.domain.endswith(f".{other.domain}")
+            or (other.domain.endswith(f".{self.domain}"))
+        ):
+            raise RigError(f"domains {self.domain} and {other.domain} overlap")
+        for server in (self, other):
+            if server.running:
+                raise RigError(f"federate before starting: {server.domain} is running")
+        for server, peer in ((self, other), (other, self)):
+            if peer not in server._peers:
+                server._peers.append(peer)
+            if trust and peer not in server._trusted_peers:
+                server._trusted_peers.append(peer)
+            server._write_config()
+
+    def s2s_sessions(self, timeout: float = _CTL_TIMEOUT) -> list[S2sSession]:
+        """The server-to-server streams of the running server, from its admin shell."""
+        if not self.running:
+            raise RigError("s2s_sessions needs a running server")
+        # Runs inside Prosody: incoming streams are keys of prosody.incoming_s2s, outgoing
+        # ones values of each host's s2sout table.
+        lua = (
+            '>local json = require "util.json"; local out = {}; '
+            "local function add(s) "
+            "local sock = s.conn and s.conn:socket(); "
+            "local info = s.secure and sock and sock.info and sock:info(); "
+            "local out_dir = s.direction == 'outgoing'; "
+            "out[#out + 1] = { direction = s.direction or '?', "
+            "localhost = (out_dir and s.from_host or s.to_host) or '?', "
+            "remote = (out_dir and s.to_host or s.from_host) or '?', "
+            "authenticated = s.type == 's2sin' or s.type == 's2sout', "
+            "tls = info and info.protocol or (s.secure and 'secure') or json.null, "
+            "sasl = s.external_auth or json.null, "
+            "chain = s.cert_chain_status or json.null, "
+            "identity = s.cert_identity_status or json.null, "
+            "dialback = s.dialback_key ~= nil or s.dialback_verifying ~= nil }; "
+            "end; "
+            "for s in pairs(prosody.incoming_s2s) do add(s) end; "
+            "for _, h in pairs(prosody.hosts) do "
+            "for _, s in pairs(h.s2sout or {}) do add(s) end end; "
+            'return "s2s=" .. json.encode_array(out)'
+        )
+        done = self._prosodyctl("shell", lua, timeout=timeout)
+        _, marker, encoded = done.stdout.partition("s2s=")
+        if not marker:
+            raise RigError(f"unexpected admin shell answer: {done.stdout.strip()!r}")
+        rows = json.loads(encoded.strip())
+        return [
+            S2sSession(
+                direction=row["direction"],
+                local=row["localhost"],
+                remote=row["remote"],
+                authenticated=row["authenticated"],
+                tls=row["tls"],
+                sasl=row["sasl"],
+                cert_chain=row["chain"],
+                cert_identity=row["identity"],
+                dialback=row["dialback"],
+            )
+            for row in rows
+        ]
+
     # ---------------------------------------------------------------- lifecycle
 
     def start(self, timeout: float = 20.0, *, keep_ports: bool = False) -> None:
@@ -167,9 +368,12 @@ class PrivateProsody:
             raise RigError(f"prosody in {self.workdir} is already running (pid {self.pid})")
         if len(os.fsencode(self.admin_socket)) > _UNIX_PATH_MAX:
             raise RigError(f"work directory path too long for a unix socket: {self.admin_socket}")
-        if not (keep_ports and self.c2s_port):
-            self.c2s_port, self.component_port = _free_ports(2)
+        self._pick_ports(keep_ports)
         self._write_config()
+        if self.federated:
+            # Peers learn our (possibly new) s2s port; ours are read when we connect out.
+            for server in (self, *self._peers):
+                server._write_routes()
         for stale in (self.log_file, self.console_file):
             stale.unlink(missing_ok=True)
 
@@ -195,11 +399,12 @@ class PrivateProsody:
             self.stop()
             raise
         _LOGGER.info(
-            "prosody pid=%d up on %s c2s=%d component=%d",
+            "prosody pid=%d up on %s c2s=%d component=%d s2s=%d",
             self._proc.pid,
             self.host,
             self.c2s_port,
             self.component_port,
+            self.s2s_port,
         )
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -263,6 +468,37 @@ class PrivateProsody:
 
     # ---------------------------------------------------------------- internals
 
+    def _pick_ports(self, keep_ports: bool) -> None:
+        needed = 3 if self.federated else 2
+        if keep_ports and self.c2s_port and (self.s2s_port or not self.federated):
+            return
+        ports = _free_ports(needed)
+        self.c2s_port, self.component_port = ports[0], ports[1]
+        self.s2s_port = ports[2] if self.federated else 0
+
+    def _write_routes(self) -> None:
+        """Tell our Prosody where each peer listens (replaced atomically: it may be reading)."""
+        lines = "".join(
+            f"{peer.domain} {peer.host} {peer.s2s_port}\n" for peer in self._peers if peer.s2s_port
+        )
+        partial = self.routes_file.with_name(self.routes_file.name + ".new")
+        partial.write_text(lines, encoding="ascii")
+        partial.chmod(0o644)
+        os.replace(partial, self.routes_file)
+
+    def _write_federation_files(self) -> None:
+        self.plugin_dir.mkdir(exist_ok=True)
+        (self.plugin_dir / f"mod_{_ROUTES_PLUGIN}.lua").write_text(_ROUTES_PLUGIN_SOURCE)
+        # Trust exactly our CA and the trusted peers' CAs: an empty capath keeps the system
+        # CAs (the default capath /etc/ssl/certs) out of it.
+        self._no_capath.mkdir(exist_ok=True)
+        bundle = b"".join(
+            server.tls.ca_cert.read_bytes() for server in (self, *self._trusted_peers)
+        )
+        self.trust_file.write_bytes(bundle)
+        if not self.routes_file.exists():
+            self._write_routes()
+
     def _privileges(self) -> list[str]:
         if not self._as_root:
             return []
@@ -304,9 +540,30 @@ class PrivateProsody:
             "cert": self.tls.server_cert,
             "socket": self.admin_socket,
             "certs": self.tls.ca_cert.parent,
+            "trust": self.trust_file,
+            "no_capath": self._no_capath,
+            "plugins": self.plugin_dir,
+            "routes": self.routes_file,
         }
         q = {name: _lua_str(str(path)) for name, path in quoted.items()}
         level = _lua_str(self.log_level)
+        ssl = f"key = {q['key']}; certificate = {q['cert']}"
+        s2s = (
+            '-- No server-to-server: not federated.\ns2s_ports = { }\nmodules_disabled = { "s2s" }'
+        )
+        if self.federated:
+            self._write_federation_files()
+            ssl += f"; cafile = {q['trust']}; capath = {q['no_capath']}"
+            s2s = f"""\
+-- Federated (see ncap.rig.prosody): STARTTLS required, peers authenticated by certificate
+-- (SASL EXTERNAL); without mod_dialback there is no weaker way in.
+s2s_ports = {{ {self.s2s_port} }}
+s2s_interfaces = {{ "127.0.0.1" }}
+s2s_require_encryption = true
+s2s_secure_auth = true
+plugin_paths = {{ {q["plugins"]} }}
+ncap_s2s_routes_file = {q["routes"]}
+modules_disabled = {{ "dialback" }}"""
         modules = (
             "roster",
             "saslauth",
@@ -317,7 +574,9 @@ class PrivateProsody:
             "posix",
             "smacks",
             "offline",
+            "pep",
             "admin_shell",
+            *((_ROUTES_PLUGIN,) if self.federated else ()),
         )
         # Port 0 placeholders are only seen by prosodyctl before start(), which binds nothing.
         text = f"""\
@@ -334,7 +593,6 @@ network_settings = {{ nagle = false }}
 local_interfaces = {{ "127.0.0.1" }}
 c2s_ports = {{ {self.c2s_port} }}
 c2s_direct_tls_ports = {{ }}
-s2s_ports = {{ }}
 s2s_direct_tls_ports = {{ }}
 http_ports = {{ }}
 https_ports = {{ }}
@@ -344,16 +602,23 @@ component_interfaces = {{ "127.0.0.1" }}
 c2s_require_encryption = {"false" if self.plaintext_only else "true"}
 allow_unencrypted_plain_auth = {"true" if self.plaintext_only else "false"}
 allow_registration = false
+admins = {{ {"; ".join(_lua_str(jid) for jid in self.admins)} }}
 authentication = "internal_hashed"
 storage = "internal"
 modules_enabled = {{ {"; ".join(_lua_str(m) for m in modules)} }}
-modules_disabled = {{ "s2s" }}
-ssl = {{ key = {q["key"]}; certificate = {q["cert"]} }}
+{s2s}
+ssl = {{ {ssl} }}
 
 VirtualHost {_lua_str(self.domain)}
-    ssl = {{ key = {q["key"]}; certificate = {q["cert"]} }}
+    ssl = {{ {ssl} }}
+    -- Each thing publishes its journal to a node of its own account (PEP).
+    pep_max_items = {PUBSUB_MAX_ITEMS}
+    storage_archive_item_limit = {_PUBSUB_ARCHIVE_LIMIT}
 
+-- Items persist in data_path (nodes default to persist_items = true).
 Component {_lua_str(self.pubsub_domain)} "pubsub"
+    pubsub_max_items = {PUBSUB_MAX_ITEMS}
+    storage_archive_item_limit = {_PUBSUB_ARCHIVE_LIMIT}
 
 Component {_lua_str(self.registry_domain)}
     component_secret = {_lua_str(self.component_secret)}

@@ -71,6 +71,8 @@ class SecureClient(slixmpp.ClientXMPP):
         self._credentials_rejected = False
         self._started: asyncio.Future[None] | None = None
         self.register_plugin("xep_0030")
+        self.register_plugin("xep_0004")
+        self.register_plugin("xep_0060")
         # Pings find a half-open connection long before TCP gives up on it.
         ping = {"keepalive": keepalive_s is not None, "interval": keepalive_s or 300, "timeout": 10}
         self.register_plugin("xep_0199", ping)

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast
+from typing import Literal, Protocol, cast
 from xml.etree.ElementTree import Element
 
 from slixmpp import JID, Iq, Message, Presence
@@ -28,10 +28,11 @@ from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import StanzaPath
 from slixmpp.xmlstream.stanzabase import StanzaBase
 
-from ncap.chat import ChatCommands, ReadAuthorizer
+from ncap.chat import ChatCommands, ChatSession, HistoryPoint, ReadAuthorizer
 from ncap.config import RegistrySection
 from ncap.provisioning import DecisionCache, ProvisioningClient
 from ncap.sensors import SensorTree
+from ncap.xmpp.adhoc import register_commands
 from ncap.xmpp.connection import SecureClient
 from ncap.xmpp.lifecycle import ThingLifecycle, send_iq
 from ncap.xmpp.registration import ClaimStore
@@ -43,7 +44,7 @@ from ncap.xmpp.services import (
     SensorSource,
     Topology,
 )
-from xep.errors import StanzaError
+from xep.errors import StanzaError, XepError
 from xep.xep_0323.model import FieldType, NodeRef, ReadoutRequest
 from xep.xep_0324 import convert as prov_convert
 from xep.xep_0324 import stanza as prov_stanza
@@ -52,9 +53,22 @@ from xep.xep_0325.model import ControlDecision, ControlRequest
 
 _LOGGER = logging.getLogger(__name__)
 
+ThingState = Literal["online", "alarm", "maintenance"]
 FRIEND_SUBSCRIPTIONS = frozenset({"both", "from"})
 KEEPALIVE_S = 60.0
 SETTLE_S = 5.0
+
+
+class GatewayServices(Protocol):
+    """What the gateway offers the chat beyond the sensor tree (journal and alarm mailbox)."""
+
+    def history(self, node: str, field: str, since: datetime) -> Sequence[HistoryPoint]: ...
+
+    def alarms_text(self, recipient: str) -> str: ...
+
+    def acknowledge(self, alarm_id: int, by: str) -> str: ...
+
+    def alarm_choices(self, recipient: str) -> Sequence[tuple[str, str]]: ...
 
 
 class ThingClient(SecureClient):
@@ -92,6 +106,8 @@ class ThingClient(SecureClient):
         self._stopping = False
         self._roster_loaded = False
         self.online = asyncio.Event()
+        self.offline = asyncio.Event()  # set while there is no session
+        self.offline.set()
         self.topology = Topology(gateway_id, tree)
         self.sensor_source = SensorSource(self.topology)
         self.sensordata.source = self.sensor_source
@@ -103,6 +119,9 @@ class ThingClient(SecureClient):
         self.control.target = ControlTarget(self.topology)
         self.control.authorize = self._may_control
         self.lifecycle: ThingLifecycle | None = None
+        self.services: GatewayServices | None = None  # set by the gateway
+        self.state: ThingState = "online"
+        self.status = ""
         self._owner_changed = asyncio.Event()
         self.provisioning: ProvisioningClient | None = None
         registry = registry or RegistrySection()
@@ -133,6 +152,8 @@ class ThingClient(SecureClient):
             self.register_handler(
                 Callback(f"ncap {local}", StanzaPath(f"message/prov_{local}"), self._on_advice)
             )
+        self.register_plugin("xep_0050")
+        register_commands(self, self._run_command, self._command_choices)
         self.add_event_handler("presence_subscribe", self._on_subscribe)
         self.add_event_handler("roster_update", self._forget_former_friends)
         self.add_event_handler("session_secured", self._on_session_secured)
@@ -159,6 +180,19 @@ class ThingClient(SecureClient):
         if self.transport is not None:
             await self.disconnect(wait=2.0, reason="NCAP stopping")
         self.online.clear()
+        self.offline.set()
+
+    def set_state(self, state: ThingState, status: str = "") -> None:
+        """What the thing's presence shows: online, alarm (dnd) or maintenance (xa)."""
+        if (state, status) == (self.state, self.status):
+            return
+        self.state, self.status = state, status
+        if self.online.is_set():
+            self._send_state()
+
+    def _send_state(self) -> None:
+        show = {"online": None, "alarm": "dnd", "maintenance": "xa"}[self.state]
+        self.send_presence(pshow=show, pstatus=self.status or None)
 
     async def wait_owner(self, owner: str, timeout: float) -> None:
         """Until the registry has told this thing that *owner* claimed it."""
@@ -233,6 +267,53 @@ class ThingClient(SecureClient):
             return None
 
         return may_read
+
+    def chat_session(self, requester: JID) -> ChatSession:
+        """The chat commands (and ad-hoc commands) with *requester*'s rights."""
+        services = self.services
+        recipient = JID(requester).bare
+
+        async def control(node_id: str, parameter: str, text: str) -> str:
+            return await self._chat_control(requester, node_id, parameter, text)
+
+        def ack(alarm_id: int) -> str:
+            assert services is not None
+            return services.acknowledge(alarm_id, recipient)
+
+        return ChatSession(
+            may_read=self._chat_reader(requester),
+            history=services.history if services is not None else None,
+            control=control,
+            alarms=(lambda: services.alarms_text(recipient)) if services is not None else None,
+            ack=ack if services is not None else None,
+        )
+
+    async def _chat_control(self, requester: JID, node_id: str, parameter: str, text: str) -> str:
+        ref = NodeRef(node_id, SOURCE_ID)
+        target = self.control.target
+        if target is None or not target.has_node(ref):
+            return f"No node {node_id!r}. Send 'list' to see the nodes."
+        declared = next((p for p in target.parameters(ref) if p.name == parameter), None)
+        if declared is None:
+            names = ", ".join(p.name for p in target.parameters(ref)) or "none"
+            return f"{node_id} has no parameter {parameter!r} (it has: {names})"
+        try:
+            value = declared.value_of(text)
+        except ValueError as err:
+            return f"{parameter}: {err}"
+        problem = declared.problem(value)
+        if problem is not None:
+            return f"{parameter}: {problem}"
+        decision = await self._may_control(requester, ControlRequest((ref,), (value,)))
+        allowed_nodes = decision.nodes is None or any(n.matches(ref) for n in decision.nodes)
+        allowed_names = decision.parameters is None or parameter in decision.parameters
+        if not (decision.allowed and allowed_nodes and allowed_names):
+            return f"You may not set {parameter} of {node_id}."
+        try:
+            await target.apply(requester, (ref,), (value,))
+        except XepError as err:
+            return f"{node_id}: {parameter} not set: {err}"
+        return f"{node_id}: {parameter} = {value.value}"
 
     def _friend_or_refused(self, requester: JID, what: str) -> bool:
         allowed = self.is_friend(requester)
@@ -350,10 +431,24 @@ class ThingClient(SecureClient):
         # the first readout after our presence finds them (a missing TIM delays us at most
         # SETTLE_S).
         await self._tree.settle(SETTLE_S)
-        self.send_presence()
+        self._send_state()
+        self.offline.clear()
         self.online.set()
         if self.lifecycle is not None:
             self.lifecycle.session_started()
+
+    async def _run_command(self, requester: JID, line: str) -> str:
+        """An ad-hoc command: the chat command line it stands for, with the same rights."""
+        if not await self._may_chat(requester):
+            return "You may not send this thing commands."
+        return await self._commands.handle(line, self.chat_session(requester))
+
+    def _command_choices(self, requester: JID, name: str) -> Sequence[tuple[str, str]]:
+        if name == "nodes":
+            return [(node.node_id, node.node_id) for node in self.topology.all()]
+        if name == "alarms" and self.services is not None:
+            return self.services.alarm_choices(JID(requester).bare)
+        return ()
 
     async def _on_message(self, msg: Message) -> None:
         if msg["type"] not in ("chat", "normal") or not msg["body"]:
@@ -373,7 +468,7 @@ class ThingClient(SecureClient):
             error.send()
             return
         try:
-            answer = await self._commands.handle(msg["body"], self._chat_reader(sender))
+            answer = await self._commands.handle(msg["body"], self.chat_session(sender))
         except Exception:
             _LOGGER.exception("chat command from %s failed", sender)
             answer = "Sorry, that command failed inside the gateway; its log says why."
@@ -384,6 +479,7 @@ class ThingClient(SecureClient):
 
     def _schedule_reconnect(self, _reason: object) -> None:
         self.online.clear()
+        self.offline.set()
         if self._stopping or (self._reconnect_task and not self._reconnect_task.done()):
             return
         self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())
