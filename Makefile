@@ -21,10 +21,13 @@ bench: setup
 	$(BIN)/python bench/tim_link.py
 	$(BIN)/python bench/modbus_rtu.py
 
-# The line-noise soaks of `make test`, ten minutes each instead of seconds.
+# The soaks of `make test`, long: line noise for ten minutes each, and the uplink chaos run
+# with 20 server crashes and 20 gateway crashes (its figures are printed).
 soak: setup
 	TIM_SOAK_SECONDS=600 FIRMWARE_SOAK_SECONDS=600 $(BIN)/pytest -q --timeout 1500 \
 		tests/tim_drivers/test_tim_soak.py tests/firmware -k soak
+	CHAOS_PROSODY_KILLS=20 CHAOS_NCAP_KILLS=20 $(BIN)/pytest -q -s --timeout 1500 \
+		tests/integration/test_chaos.py
 
 # The .deb for Debian trixie / Raspberry Pi OS (ARCH=arm64 for the boards; see docs/deploy.md).
 deb: setup

@@ -23,7 +23,8 @@ HELP = """Commands:
   history NODE FIELD [1h]    what the field read lately (s, m, h or d)
   set NODE PARAMETER VALUE   change an actuator, e.g. set relay/relay relay true
   alarms                     alarms that are active or waiting for acknowledgement
-  ack ID                     acknowledge alarm ID"""
+  ack ID                     acknowledge alarm ID
+  maintenance on|off         show the thing as under maintenance (owner only)"""
 
 MAX_COMMAND_LENGTH = 1024
 
@@ -53,6 +54,7 @@ class ChatSession:
     control: Callable[[str, str, str], Awaitable[str]] | None = None
     alarms: Callable[[], str] | None = None
     ack: Callable[[int], str] | None = None
+    maintenance: Callable[[bool], str] | None = None
 
 
 MAX_PERIOD = timedelta(days=31)
@@ -107,6 +109,12 @@ class ChatCommands:
             if session.ack is None:
                 return "Alarms are not available here."
             return session.ack(int(args[0].lstrip("#")))
+        if verb == "maintenance":
+            if len(args) != 1 or args[0].lower() not in ("on", "off"):
+                return "Usage: maintenance on|off"
+            if session.maintenance is None:
+                return "Only the owner may change maintenance mode."
+            return session.maintenance(args[0].lower() == "on")
         return f"Unknown command {verb!r}. Send 'help' for the commands."
 
     async def _history(self, args: Sequence[str], session: ChatSession) -> str:

@@ -117,6 +117,14 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("--count", type=int, help="stop after N events")
     watch.set_defaults(handler=_cmd_watch)
 
+    follow = sub.add_parser(
+        "follow", parents=[client], help="XEP-0060: print the readings a thing publishes"
+    )
+    follow.add_argument("thing", help="the thing's JID")
+    follow.add_argument("--kept", action="store_true", help="first print the items the node keeps")
+    follow.add_argument("--count", type=int, help="stop after N readings")
+    follow.set_defaults(handler=_cmd_follow)
+
     registry_help = "the thing registry (default: R= of the URI, else found on the server)"
     claim = sub.add_parser("claim", parents=[client], help="XEP-0347: claim a thing you own")
     claim.add_argument("uri", help="the thing's iotdisco: claim URI, or an image of its QR code")
@@ -421,4 +429,44 @@ def _cmd_status(args: argparse.Namespace) -> int:
         _print(json.dumps(status_as_json(status)))
     else:
         _print(format_status(status, args.url))
+    return 0
+
+
+def _cmd_follow(args: argparse.Namespace) -> int:
+    from slixmpp import JID
+
+    from ncap.pubsub_items import Batch, format_batch
+    from ncap.xmpp.connection import SecureClient
+    from ncap.xmpp.follower import Follower
+    from ncap.xmpp.publisher import node_name
+
+    async def go(stop: asyncio.Event) -> None:
+        client = SecureClient(
+            args.jid, _password(args), ca_file=args.ca, server=args.server, port=args.port
+        )
+        printed = 0
+
+        def show(batch: Batch) -> None:
+            nonlocal printed
+            for line in format_batch(batch):
+                if args.count is not None and printed >= args.count:
+                    stop.set()
+                    return
+                _print(line)
+                printed += 1
+            if args.count is not None and printed >= args.count:
+                stop.set()
+
+        await client.start(args.timeout)
+        try:
+            thing = JID(args.thing).bare
+            follower = Follower(client, thing, node_name(thing), on_batch=show)
+            await follower.subscribe(args.timeout)
+            if args.kept:
+                await follower.catch_up(args.timeout)
+            await stop.wait()
+        finally:
+            await client.disconnect(wait=1.0)
+
+    _run_with_signals(go)
     return 0

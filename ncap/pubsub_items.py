@@ -163,3 +163,21 @@ def batch_from_xml(elem: Element) -> Batch:
         elif child.tag == f"{{{NS}}}alarm":
             alarms.append({**child.attrib, "text": child.text or ""})
     return Batch(elem.get("thing", ""), seqs, tuple(fields), tuple(alarms))
+
+
+def format_batch(batch: Batch) -> list[str]:
+    """One line per reading and alarm, for ``ncap follow``: ``seq node field value unit time``.
+
+    Readings are matched to their sequence numbers in order (alarms carry their own).
+    """
+    alarm_seqs = {int(a.get("seq", "0") or 0) for a in batch.alarms}
+    reading_seqs = iter(seq for seq in batch.seqs if seq not in alarm_seqs)
+    lines = []
+    for node in batch.fields:
+        stamp = node.timestamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+        for fld in node.fields:
+            seq = next(reading_seqs, 0)
+            unit = f" {fld.unit}" if fld.unit else ""
+            lines.append(f"#{seq} {stamp} {node.node.node_id} {fld.name} {fld.value}{unit}")
+    lines.extend(f"#{a.get('seq')} ALARM {a.get('state')}: {a.get('text')}" for a in batch.alarms)
+    return lines

@@ -95,6 +95,7 @@ class Uplink:
                 on_published=metrics.readings_published.inc,
             )
         self._tasks: list[asyncio.Task[None]] = []
+        self._maintenance = False
         self._dropped_seen = self.journal.stats().dropped_readings
         metrics.journal_depth.set_function(lambda: self.journal.stats().depth)
         metrics.journal_bytes.set_function(lambda: self.journal.stats().size_bytes)
@@ -231,11 +232,20 @@ class Uplink:
         self._show_state()
 
     def _show_state(self) -> None:
+        """Presence: maintenance wins (the owner said so), then an unacknowledged alarm."""
         active = [a for a in self.mailbox.active() if not a.acknowledged]
-        if active:
+        if self._maintenance:
+            self._client.set_state("maintenance", "maintenance")
+        elif active:
             self._client.set_state("alarm", f"ALARM: {active[-1].text}")
-        elif self._client.state == "alarm":
+        else:
             self._client.set_state("online")
+
+    def set_maintenance(self, on: bool, by: str) -> str:
+        self._maintenance = on
+        _LOGGER.warning("maintenance %s (by %s)", "on" if on else "off", by)
+        self._show_state()
+        return "Maintenance mode on." if on else "Maintenance mode off."
 
     # -- what the chat asks (GatewayServices) -------------------------------------------------
 

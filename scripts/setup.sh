@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
-DEB_PACKAGES=(prosody socat ca-certificates)
+# lua-dbi-sqlite3: the private Prosody keeps PubSub/PEP items in SQLite (see ncap/rig/prosody.py).
+DEB_PACKAGES=(prosody lua-dbi-sqlite3 socat ca-certificates)
 # The packaging tests: a fresh Debian chroot, script lint, device-tree overlays.
 DEB_PACKAGES+=(mmdebstrap shellcheck device-tree-compiler)
 # python3-venv is only needed when the interpreter cannot make a venv by itself.

@@ -407,6 +407,15 @@ class PrivateProsody:
             self.s2s_port,
         )
 
+    def kill(self, timeout: float = 10.0) -> None:
+        """SIGKILL the Prosody we started (a crash: no goodbye to anyone), and wait for it."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        proc.kill()
+        proc.wait(timeout)
+        _LOGGER.debug("prosody pid=%d killed", proc.pid)
+
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the Prosody we started, wait, SIGKILL after ``timeout``. Idempotent."""
         proc, self._proc = self._proc, None
@@ -604,7 +613,11 @@ allow_unencrypted_plain_auth = {"true" if self.plaintext_only else "false"}
 allow_registration = false
 admins = {{ {"; ".join(_lua_str(jid) for jid in self.admins)} }}
 authentication = "internal_hashed"
-storage = "internal"
+-- PubSub and PEP items in SQLite (lua-dbi-sqlite3): the file store rewrites a node's whole
+-- item list on every publish, which a gateway draining its journal cannot live with.
+default_storage = "internal"
+storage = {{ pep_data = "sql"; pubsub_data = "sql" }}
+sql = {{ driver = "SQLite3"; database = "pubsub.sqlite" }}
 modules_enabled = {{ {"; ".join(_lua_str(m) for m in modules)} }}
 {s2s}
 ssl = {{ {ssl} }}

@@ -70,6 +70,8 @@ class GatewayServices(Protocol):
 
     def alarm_choices(self, recipient: str) -> Sequence[tuple[str, str]]: ...
 
+    def set_maintenance(self, on: bool, by: str) -> str: ...
+
 
 class ThingClient(SecureClient):
     def __init__(
@@ -280,7 +282,16 @@ class ThingClient(SecureClient):
             assert services is not None
             return services.acknowledge(alarm_id, recipient)
 
+        may_maintain = services is not None and (
+            self.is_owner(requester) or (self.owner is None and self.is_friend(requester))
+        )
+
+        def maintenance(on: bool) -> str:
+            assert services is not None
+            return services.set_maintenance(on, recipient)
+
         return ChatSession(
+            maintenance=maintenance if may_maintain else None,
             may_read=self._chat_reader(requester),
             history=services.history if services is not None else None,
             control=control,

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import sys
 import tempfile
 import urllib.request
@@ -238,6 +239,15 @@ async def test_history_and_set_from_chat_and_the_same_as_an_ad_hoc_command(peers
         assert history.startswith("env-sensor temperature, last 10m: ")
         assert "°C" in history
 
+        owner.send_message(mto=thing, mbody="maintenance on", mtype="chat")
+        async with asyncio.timeout(TIMEOUT):
+            assert await inbox.get() == "Maintenance mode on."
+        assert gateway.client.state == "maintenance"
+        owner.send_message(mto=thing, mbody="maintenance off", mtype="chat")
+        async with asyncio.timeout(TIMEOUT):
+            assert await inbox.get() == "Maintenance mode off."
+        assert gateway.client.state == "online"
+
         ns = "http://jabber.org/protocol/commands"
         iq = owner.make_iq_set(ito=thing)
         iq.append(Element(f"{{{ns}}}command", node="alarms", action="execute"))
@@ -278,3 +288,43 @@ async def test_metrics_endpoint_and_ncap_status(peers: Rig) -> None:
         status = json.loads(out)
         assert status["readings_in"] > 5
         assert JID(peers.thing.jid).bare
+
+
+async def test_ncap_follow_prints_published_readings_with_their_numbers(peers: Rig) -> None:
+    async with _gateway(peers) as gateway:
+        publisher = gateway.uplink.publisher
+        assert publisher is not None
+        async with asyncio.timeout(TIMEOUT):
+            await publisher.ready.wait()
+        prosody = peers.prosody
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "ncap",
+            "follow",
+            "--jid",
+            peers.owner.jid,
+            "--ca",
+            str(prosody.ca_file),
+            "--server",
+            prosody.host,
+            "--port",
+            str(prosody.c2s_port),
+            "--kept",
+            "--count",
+            "6",
+            peers.thing.jid,
+            stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "NCAP_PASSWORD": peers.owner.password},
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        out, _ = await asyncio.wait_for(process.communicate(), TIMEOUT)
+        assert process.returncode == 0
+        lines = out.decode().splitlines()
+        assert len(lines) == 6
+        seq, _stamp, node, field, value, _unit = lines[0].split(" ", 5)
+        assert seq.startswith("#")
+        assert int(seq[1:]) >= 1
+        assert node == "env-sensor"
+        assert field in {"temperature", "humidity", "pressure"}
+        float(value)
