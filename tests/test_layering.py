@@ -1,4 +1,4 @@
-"""The dependency direction: tim_drivers and xep never import each other or ncap."""
+"""The dependency direction: tim_drivers, xep and sipstack never import each other or ncap."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-FORBIDDEN = {"tim_drivers": ("ncap", "xep"), "xep": ("ncap", "tim_drivers")}
+FORBIDDEN = {
+    "tim_drivers": ("ncap", "xep"),
+    "xep": ("ncap", "tim_drivers"),
+    "sipstack": ("ncap", "xep", "tim_drivers"),
+}
 
 
 def _modules(package: str) -> list[str]:
@@ -60,12 +64,20 @@ PURE_CODECS = {
     "xep.xep_0347.convert",
     "xep.xep_0347.uri",
     "xep.dialect",
+    "sipstack.headers",
+    "sipstack.uri",
+    "sipstack.fields",
+    "sipstack.message",
+    "sipstack.digest",
+    "sipstack.pidf",
+    "sipstack.mwi",
 }
 # What a pure codec may import from the project besides other pure codecs.
 PURE_SUPPORT = {
     "tim_drivers.errors",
     "xep.errors",
     "xep.xmlutil",
+    "sipstack.errors",
     "tim_drivers.codec",
     "xep.xep_0323",
     "xep.xep_0324",

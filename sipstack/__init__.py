@@ -1,0 +1,15 @@
+"""A small SIP stack for the presence bridge: the pure part (codecs, no I/O).
+
+``sipstack`` never imports ``ncap``, ``xep`` or ``tim_drivers``. Modules:
+
+* :mod:`sipstack.message`: requests and responses, datagram parsing, stream framing, responses
+  made from requests;
+* :mod:`sipstack.headers`: the ordered, case-insensitive header list and the low-level syntax
+  helpers (lists, parameters, quoted strings);
+* :mod:`sipstack.fields`: typed helpers for Via, From/To/Contact, CSeq, Event, ...;
+* :mod:`sipstack.uri`: ``sip:``/``sips:`` URIs with RFC 3261 comparison;
+* :mod:`sipstack.digest`: digest authentication, client and server side;
+* :mod:`sipstack.pidf`: PIDF + data model + RPID presence documents;
+* :mod:`sipstack.mwi`: RFC 3842 message-summary bodies;
+* :mod:`sipstack.errors`: the exception family (:class:`~sipstack.errors.SipError`).
+"""
