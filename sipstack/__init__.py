@@ -1,4 +1,4 @@
-"""A small SIP stack for the presence bridge: the pure part (codecs, no I/O).
+"""A small SIP stack for the presence bridge: pure codecs, and the asyncio I/O half.
 
 ``sipstack`` never imports ``ncap``, ``xep`` or ``tim_drivers``. Modules:
 
@@ -11,5 +11,8 @@
 * :mod:`sipstack.digest`: digest authentication, client and server side;
 * :mod:`sipstack.pidf`: PIDF + data model + RPID presence documents;
 * :mod:`sipstack.mwi`: RFC 3842 message-summary bodies;
-* :mod:`sipstack.errors`: the exception family (:class:`~sipstack.errors.SipError`).
+* :mod:`sipstack.errors`: the exception family (:class:`~sipstack.errors.SipError`);
+* :mod:`sipstack.transport` (I/O): UDP, TCP and TLS transports on asyncio;
+* :mod:`sipstack.transaction`: the RFC 3261 §17 state machines (timers on a scheduler);
+* :mod:`sipstack.ua` (I/O): the user-agent core (client requests, request handlers).
 """
