@@ -20,6 +20,8 @@ bench: setup
 	$(BIN)/python bench/readout_latency.py
 	$(BIN)/python bench/tim_link.py
 	$(BIN)/python bench/modbus_rtu.py
+	$(BIN)/python bench/journal.py
+	$(BIN)/python bench/uplink.py
 
 # The soaks of `make test`, long: line noise for ten minutes each, and the uplink chaos run
 # with 20 server crashes and 20 gateway crashes (its figures are printed).

@@ -25,18 +25,17 @@ import logging
 import math
 import re
 import socket
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
-
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.registry import Collector, CollectorRegistry
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ncap.errors import NcapError
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import CollectorRegistry
+
+# prometheus_client is imported on the first scrape, not at start: it is 2 MiB of a gateway's
+# resident memory that a gateway nobody scrapes does not need.
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9108
 DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}/metrics"
 METRICS_PATH = "/metrics"
-CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PREFIX = "ncap_"
 
 # The whole exchange (request in, response out) must finish within this; then the client is cut.
@@ -187,8 +186,7 @@ class Metrics:
         self.journal_bytes = self._gauge("journal_bytes", "Size of the journal on disk, in bytes.")
         self.uplink_online = self._gauge("uplink_online", "1 while the XMPP session is up, else 0.")
         self.subscribers = self._gauge("subscribers", "Event subscriptions currently active.")
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_MetricsCollector(self))
+        self._registry: CollectorRegistry | None = None
 
     def _counter(self, name: str, help_text: str) -> NamedCounter:
         return self._add(NamedCounter(PREFIX + name, help_text))
@@ -224,36 +222,51 @@ class Metrics:
     def __iter__(self) -> Iterator[NamedCounter | LabelledCounter | Gauge]:
         return iter(self._metrics.values())
 
+    @property
+    def registry(self) -> CollectorRegistry:
+        """This gateway's own prometheus_client registry (never the global one)."""
+        if self._registry is None:
+            from prometheus_client.registry import CollectorRegistry
+
+            registry = CollectorRegistry(auto_describe=False)
+            registry.register(_collector(self))
+            self._registry = registry
+        return self._registry
+
     def render(self) -> bytes:
         """Every metric in the Prometheus text format (version 0.0.4)."""
+        from prometheus_client.exposition import generate_latest
+
         return generate_latest(self.registry)
 
 
-class _MetricsCollector(Collector):
-    """Hands our values to prometheus_client at scrape time.
+def _collector(metrics: Metrics) -> Any:
+    """A prometheus_client collector handing our values over at scrape time.
 
     Its own Counter/Gauge classes are not used: they add ``_created`` series (switched off only
     process-wide) and take a thread lock per update, which a single event loop does not need.
     """
+    from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+    from prometheus_client.registry import Collector
 
-    def __init__(self, metrics: Metrics) -> None:
-        self._metrics = metrics
+    class MetricsCollector(Collector):
+        def collect(self) -> Iterator[Metric]:
+            for metric in metrics:
+                if isinstance(metric, NamedCounter):
+                    yield CounterMetricFamily(metric.name, metric.help, value=metric.value)
+                elif isinstance(metric, LabelledCounter):
+                    family = CounterMetricFamily(metric.name, metric.help, labels=[metric.label])
+                    for value, count in metric.values().items():
+                        family.add_metric([value], count)
+                    yield family
+                else:
+                    gauge = GaugeMetricFamily(metric.name, metric.help)
+                    gauge_value = _read_gauge(metric)
+                    if gauge_value is not None:
+                        gauge.add_metric([], gauge_value)
+                    yield gauge
 
-    def collect(self) -> Iterable[Metric]:
-        for metric in self._metrics:
-            if isinstance(metric, NamedCounter):
-                yield CounterMetricFamily(metric.name, metric.help, value=metric.value)
-            elif isinstance(metric, LabelledCounter):
-                family = CounterMetricFamily(metric.name, metric.help, labels=[metric.label])
-                for value, count in metric.values().items():
-                    family.add_metric([value], count)
-                yield family
-            else:
-                gauge = GaugeMetricFamily(metric.name, metric.help)
-                gauge_value = _read_gauge(metric)
-                if gauge_value is not None:
-                    gauge.add_metric([], gauge_value)
-                yield gauge
+    return MetricsCollector()
 
 
 def _read_gauge(gauge: Gauge) -> float | None:
@@ -538,6 +551,9 @@ class GatewayStatus:
 
 def fetch_status(url: str = DEFAULT_URL, timeout: float = STATUS_TIMEOUT_S) -> GatewayStatus:
     """Read and parse a gateway's metrics endpoint. Raises `MetricsError` when it cannot."""
+    import urllib.error
+    import urllib.request
+
     if not url.startswith(("http://", "https://")):
         raise MetricsError(f"{url}: not an http:// or https:// URL")
     try:
@@ -564,6 +580,8 @@ def parse_status(text: str) -> GatewayStatus:
     no NCAP metrics."""
     plain: dict[str, float] = {}
     per_bus: dict[str, dict[str, float]] = {}
+    from prometheus_client.parser import text_string_to_metric_families
+
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if not sample.name.startswith(PREFIX):
