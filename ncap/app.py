@@ -13,6 +13,8 @@ from ncap.hardware import device_profile
 from ncap.metrics import Metrics, MetricsServer
 from ncap.sdnotify import Notifier
 from ncap.sensors import Reading, SensorTree, TimNode
+from ncap.sip.bridge import SipBridge
+from ncap.sip.view import GatewayView, bridge_from_config
 from ncap.uplink import Uplink
 from ncap.watchdog import ProgressWatchdog
 from ncap.xmpp.thing import ThingClient
@@ -86,6 +88,18 @@ class Gateway:
         self.uplink = Uplink(config, self.client, config.gateway.resolved_state_dir(), self.metrics)
         self.metrics_server: MetricsServer | None = None
         self.client.add_event_handler("session_secured", self._count_session)
+        self.sip_view: GatewayView | None = None
+        self.sip: SipBridge | None = None
+        if config.sip.enabled:
+            users = {name: user.jid for name, user in config.sip.users.items() if user.jid}
+            self.sip_view = GatewayView(
+                self.client,
+                self.uplink,
+                self.tree,
+                owner_user=config.sip.owner_user,
+                user_jids=users,
+            )
+            self.sip = bridge_from_config(config.sip, self.sip_view, config.gateway.name)
         self._sessions = 0
 
     async def start(self) -> None:
@@ -101,6 +115,8 @@ class Gateway:
             )
         self._watch_progress()
         self.uplink.start()
+        if self.sip is not None:
+            await self.sip.start()
         metrics = self.config.metrics
         if metrics.enabled:
             self.metrics_server = MetricsServer(self.metrics, metrics.host, metrics.port)
@@ -154,6 +170,8 @@ class Gateway:
         """Fresh readings of a TIM, polled or reported by the TIM: into the journal first
         (sequence numbers, alarms), then to event subscribers."""
         self.uplink.record(readings)
+        if self.sip_view is not None:
+            self.sip_view.observe(readings)
         for fields in self.client.sensor_source.fields_of(node, readings):
             self.client.events.report(fields)
 
@@ -196,6 +214,9 @@ class Gateway:
 
     async def stop(self) -> None:
         self._stopping = True
+        if self.sip is not None:
+            await self.sip.aclose()  # watchers get their terminated NOTIFY first
+            self.sip = None
         if self.metrics_server is not None:
             await self.metrics_server.aclose()
             self.metrics_server = None

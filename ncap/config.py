@@ -186,6 +186,54 @@ class MetricsSection(_Section):
     port: Annotated[int, Field(ge=0, le=65535)] = 9108
 
 
+class SipUserSection(_Section):
+    """One SIP account of the bridge (its digest password in a 0600 file)."""
+
+    password_file: Path
+    #: The XMPP address this SIP user stands for: provisioning decides what it may see.
+    jid: Annotated[str, Field(pattern=r"^[^@/\s]+@[^@/\s]+$")] | None = None
+    #: Where MESSAGE replies go (``sip:user@host:port``); default: back to the sender.
+    contact: str | None = None
+
+
+class SipPublishSection(_Section):
+    """PUBLISH the thing's presence to an upstream presence server (RFC 3903)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 5060
+    transport: Literal["UDP", "TCP"] = "UDP"
+    #: The presentity published (default: the thing's URI ``sip:<thing_user>@<domain>``).
+    aor: str | None = None
+    user: str | None = None
+    password_file: Path | None = None
+    expires_s: Annotated[int, Field(ge=60, le=86400)] = 3600
+
+
+class SipSection(_Section):
+    """The SIP presence bridge (off unless enabled)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    udp_port: Annotated[int, Field(ge=0, le=65535)] = 5060
+    tcp_port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    #: The SIP domain of the thing's URI and the digest realm (default: ``host``).
+    domain: str | None = None
+    #: The user part of the thing's URI (default: the gateway name).
+    thing_user: Name | None = None
+    #: The SIP user who is the owner's identity (sees and commands everything).
+    owner_user: str | None = None
+    auth_required: bool = True
+    #: Challenges in this order; some clients (SIPp) answer only the first, so MD5 may go first.
+    digest_algorithms: tuple[Literal["SHA-256", "MD5"], ...] = ("SHA-256", "MD5")
+    min_notify_interval_s: Annotated[float, Field(ge=0, le=3600)] = 5.0
+    max_subscriptions: Annotated[int, Field(ge=1, le=100_000)] = 256
+    users: dict[
+        Annotated[str, Field(pattern=r"^[A-Za-z0-9._~!$&'()*+,;=-]{1,64}$")], SipUserSection
+    ] = {}
+    publish: SipPublishSection = SipPublishSection()
+
+
 class Config(_Section):
     schema_version: Literal[1] = 1
     gateway: GatewaySection = GatewaySection()
@@ -197,6 +245,7 @@ class Config(_Section):
     metrics: MetricsSection = MetricsSection()
     tim: tuple[TimSection, ...] = ()
     modbus: tuple[ModbusSection, ...] = ()
+    sip: SipSection = SipSection()
 
     @model_validator(mode="after")
     def _unique_nodes_and_ports(self) -> Config:

@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -153,6 +154,21 @@ async def simulated_tims(
     return ports
 
 
+DEMO_SIP_USER = "owner"
+
+
+def demo_sip_config(root: Path, owner: Account, password: str) -> str:
+    """The ``[sip]`` tables of the demo: the bridge on loopback, the owner's SIP identity."""
+    secret = root / "secrets" / "sip-owner"
+    secret.parent.mkdir(mode=0o700, exist_ok=True)
+    write_secret(secret, password)
+    return (
+        f'\n[sip]\nenabled = true\nhost = "127.0.0.1"\nudp_port = 0\ndomain = "{DEMO_DOMAIN}"\n'
+        f'thing_user = "thing"\nowner_user = "{DEMO_SIP_USER}"\n'
+        f'\n[sip.users.{DEMO_SIP_USER}]\npassword_file = "{secret}"\njid = "{owner.jid}"\n'
+    )
+
+
 def demo_summary(
     prosody: PrivateProsody,
     thing_jid: str,
@@ -261,6 +277,7 @@ async def run_demo(
             await modbus.start()
             stack.push_async_callback(modbus.stop)
             await start_demo_registry(stack, prosody, root)
+            sip_password = secrets.token_urlsafe(12)
             config_file = write_config(
                 root,
                 prosody,
@@ -268,6 +285,7 @@ async def run_demo(
                 ports,
                 modbus_port=modbus.port,
                 registry=prosody.registry_domain,
+                extra=demo_sip_config(root, owner, sip_password),
             )
             config = load_config(config_file)
             gateway = Gateway(config)
@@ -283,6 +301,14 @@ async def run_demo(
             summary = demo_summary(
                 prosody, gateway.client.boundjid.full, owner, stranger, claim_uri
             )
+            if gateway.sip is not None:
+                summary["sip"] = {
+                    "host": gateway.sip.ua.host,
+                    "port": gateway.sip.port(),
+                    "user": DEMO_SIP_USER,
+                    "password": sip_password,
+                    "things": [gateway.sip.thing_uri],
+                }
             print(json.dumps(summary) if as_json else _human_summary(summary), flush=True)
             await stop.wait()
     finally:

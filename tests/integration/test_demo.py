@@ -36,7 +36,13 @@ def _run_demo_and_read(workdir: Path) -> None:
     try:
         line = readline_within(demo, READY_TIMEOUT)
         summary = json.loads(line)
-        assert set(summary) >= {"xmpp", "thing", "owner", "stranger"}
+        assert set(summary) >= {"xmpp", "thing", "owner", "stranger", "registry", "sip"}
+        sip = summary["sip"]
+        assert sip["host"] == "127.0.0.1"
+        assert isinstance(sip["port"], int)
+        assert sip["user"]
+        assert sip["password"]
+        assert all(uri.startswith("sip:") for uri in sip["things"])
         xmpp = summary["xmpp"]
         assert xmpp["host"] == "127.0.0.1"
         assert isinstance(xmpp["port"], int)
