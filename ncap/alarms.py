@@ -56,7 +56,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, get_args
 
 from ncap.errors import NcapError
-from ncap.files import create_private, sql_statements, tighten_sidecars
+from ncap.files import open_wal_database
 
 if TYPE_CHECKING:
     from ncap.sensors import Reading
@@ -429,40 +429,18 @@ class AlarmMailbox:
         self._path = Path(path)
         self._retention = retention
         self._clock = clock
+        self._db: sqlite3.Connection | None = open_wal_database(
+            self._path,
+            schema=_SCHEMA,
+            version=SCHEMA_VERSION,
+            synchronous="FULL",
+            error=AlarmError,
+        )
         try:
-            create_private(self._path)
-            # Autocommit mode: _write() opens each transaction explicitly.
-            db = sqlite3.connect(self._path, timeout=5.0, isolation_level=None)
-        except (OSError, sqlite3.Error) as err:
-            raise AlarmError(f"cannot open {self._path}: {err}") from err
-        self._db: sqlite3.Connection | None = db
-        try:
-            self._prepare(db)
+            self.purge()
         except BaseException:
             self.close()
             raise
-
-    def _prepare(self, db: sqlite3.Connection) -> None:
-        try:
-            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise AlarmError(f"{self._path}: SQLite refused WAL mode (got {mode})")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA foreign_keys=ON")
-            with self._write() as tx:
-                version = tx.execute("PRAGMA user_version").fetchone()[0]
-                if version == 0:
-                    for statement in sql_statements(_SCHEMA):
-                        tx.execute(statement)
-                    tx.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                elif version != SCHEMA_VERSION:
-                    raise AlarmError(
-                        f"{self._path}: schema version {version}, this code knows {SCHEMA_VERSION}"
-                    )
-            tighten_sidecars(self._path)
-        except (OSError, sqlite3.Error) as err:
-            raise AlarmError(f"{self._path}: {err}") from err
-        self.purge()
 
     # -- lifecycle ------------------------------------------------------------------------
 

@@ -1,9 +1,11 @@
-"""Writing state files that hold secrets."""
+"""State files that hold secrets: private files written atomically, private SQLite databases."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -63,3 +65,51 @@ def sql_statements(script: str) -> list[str]:
     """The statements of a schema script (``--`` comments removed), for ``execute`` one by one."""
     lines = [line.split("--", 1)[0] for line in script.splitlines()]
     return [part.strip() for part in "\n".join(lines).split(";") if part.strip()]
+
+
+def open_wal_database(
+    path: Path,
+    *,
+    schema: str,
+    version: int,
+    synchronous: str,
+    error: Callable[[str], Exception],
+    check_same_thread: bool = True,
+) -> sqlite3.Connection:
+    """An SQLite database in WAL mode, 0600, with ``schema`` applied to a new file (stamped
+    ``PRAGMA user_version = version``) and any other version refused; autocommit mode, so the
+    caller opens each transaction. Failures raise ``error(text)``."""
+    try:
+        create_private(path)
+        db = sqlite3.connect(
+            path, timeout=5.0, isolation_level=None, check_same_thread=check_same_thread
+        )
+    except (OSError, sqlite3.Error) as err:
+        raise error(f"cannot open {path}: {err}") from err
+    try:
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise error(f"{path}: SQLite refused WAL mode (got {mode})")
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            found = db.execute("PRAGMA user_version").fetchone()[0]
+            if found == 0:
+                for statement in sql_statements(schema):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version={version}")
+            elif found != version:
+                raise error(f"{path}: schema version {found}, this code knows {version}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.rollback()
+            raise
+        tighten_sidecars(path)
+    except (OSError, sqlite3.Error) as err:
+        db.close()
+        raise error(f"{path}: {err}") from err
+    except BaseException:
+        db.close()
+        raise
+    return db

@@ -57,7 +57,7 @@ from types import TracebackType
 from typing import Any, Literal, cast, get_args
 
 from ncap.errors import NcapError
-from ncap.files import create_private, sql_statements, tighten_sidecars
+from ncap.files import open_wal_database
 from xep.errors import StanzaError
 from xep.xep_0323.model import NodeRef
 from xep.xep_0347.model import KEY, MAX_TAGS, MetaTag, SearchTerm, Thing, canonical_tags, tags_match
@@ -248,41 +248,14 @@ class RegistryStore:
         self._path = Path(path)
         self._clock = clock
         self._lock = threading.Lock()
-        try:
-            create_private(self._path)
-            # Autocommit mode: _write() opens each transaction explicitly.
-            db = sqlite3.connect(
-                self._path, timeout=5.0, isolation_level=None, check_same_thread=False
-            )
-        except (OSError, sqlite3.Error) as err:
-            raise RegistryError(f"cannot open {self._path}: {err}") from err
-        self._db: sqlite3.Connection | None = db
-        try:
-            self._prepare(db)
-        except BaseException:
-            self.close()
-            raise
-
-    def _prepare(self, db: sqlite3.Connection) -> None:
-        try:
-            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise RegistryError(f"{self._path}: SQLite refused WAL mode (got {mode})")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA foreign_keys=ON")
-            with self._write() as tx:
-                version = tx.execute("PRAGMA user_version").fetchone()[0]
-                if version == 0:
-                    for statement in sql_statements(_SCHEMA):
-                        tx.execute(statement)
-                    tx.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                elif version != SCHEMA_VERSION:
-                    raise RegistryError(
-                        f"{self._path}: schema version {version}, this code knows {SCHEMA_VERSION}"
-                    )
-            tighten_sidecars(self._path)
-        except (OSError, sqlite3.Error) as err:
-            raise RegistryError(f"{self._path}: {err}") from err
+        self._db: sqlite3.Connection | None = open_wal_database(
+            self._path,
+            schema=_SCHEMA,
+            version=SCHEMA_VERSION,
+            synchronous="NORMAL",
+            error=RegistryError,
+            check_same_thread=False,
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
 
