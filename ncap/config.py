@@ -8,6 +8,7 @@ line turns into one message and exit status 78 (EX_CONFIG).
 from __future__ import annotations
 
 import os
+import ssl
 import stat
 import tomllib
 from pathlib import Path
@@ -217,6 +218,10 @@ class SipSection(_Section):
     host: str = "127.0.0.1"
     udp_port: Annotated[int, Field(ge=0, le=65535)] = 5060
     tcp_port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    #: SIP over TLS (5061 is usual; None: off); needs ``tls_cert_file`` and a 0600 ``tls_key_file``.
+    tls_port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
     #: The SIP domain of the thing's URI and the digest realm (default: ``host``).
     domain: str | None = None
     #: The user part of the thing's URI (default: the gateway name).
@@ -232,6 +237,14 @@ class SipSection(_Section):
         Annotated[str, Field(pattern=r"^[A-Za-z0-9._~!$&'()*+,;=-]{1,64}$")], SipUserSection
     ] = {}
     publish: SipPublishSection = SipPublishSection()
+
+    @model_validator(mode="after")
+    def _tls_needs_a_certificate(self) -> SipSection:
+        if self.tls_port is not None:
+            for key in ("tls_cert_file", "tls_key_file"):
+                if getattr(self, key) is None:
+                    raise _KeyedProblem(key, "required when tls_port is set")
+        return self
 
 
 class Config(_Section):
@@ -300,8 +313,28 @@ def load_config(path: Path) -> Config:
         if not ca.is_file():
             raise ConfigError("xmpp.ca_file", f"no such file: {ca}")
     state_dir = config.gateway.state_dir
+    sip = config.sip
+    if sip.enabled and sip.tls_cert_file is not None and sip.tls_key_file is not None:
+        cert = _relative_to(path, sip.tls_cert_file)
+        key = credential_or(_relative_to(path, sip.tls_key_file))
+        _check_tls_pair("sip", cert, key)
+        sip = sip.model_copy(update={"tls_cert_file": cert, "tls_key_file": key})
+    if sip.enabled:
+        # Secrets of the SIP accounts, like every path here, are relative to this file.
+        users = {}
+        for name, user in sip.users.items():
+            secret = credential_or(_relative_to(path, user.password_file))
+            _check_secret_file(f"sip.users.{name}.password_file", secret)
+            users[name] = user.model_copy(update={"password_file": secret})
+        publish = sip.publish
+        if publish.password_file is not None:
+            secret = credential_or(_relative_to(path, publish.password_file))
+            _check_secret_file("sip.publish.password_file", secret)
+            publish = publish.model_copy(update={"password_file": secret})
+        sip = sip.model_copy(update={"users": users, "publish": publish})
     return config.model_copy(
         update={
+            "sip": sip,
             "gateway": config.gateway.model_copy(
                 update={"state_dir": None if state_dir is None else _relative_to(path, state_dir)}
             ),
@@ -379,6 +412,19 @@ def _describe(error_type: str, message: str) -> str:
 
 def _relative_to(config_path: Path, path: Path) -> Path:
     return path if path.is_absolute() else config_path.parent / path
+
+
+def _check_tls_pair(section: str, cert: Path, key: Path) -> None:
+    """The certificate file exists and the 0600 key file goes with it (as ssl will load them)."""
+    if not cert.is_file():
+        raise ConfigError(f"{section}.tls_cert_file", f"no such file: {cert}")
+    _check_secret_file(f"{section}.tls_key_file", key)
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as err:
+        raise ConfigError(
+            f"{section}.tls_key_file", f"not a certificate and key pair ({cert}, {key}): {err}"
+        ) from None
 
 
 def _check_secret_file(key: str, path: Path) -> None:

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -93,7 +94,8 @@ class _Subscription:
     remote: str  # the subscriber's From (with its tag): our NOTIFY's To
     target: str  # the subscriber's Contact URI: our NOTIFY's Request-URI
     routes: list[str]
-    destination: Destination
+    destination: Destination  # where NOTIFYs go: the route set, else the target
+    source: tuple[str, int]  # where the SUBSCRIBE came from (refreshes from there need no auth)
     expires_at: float
     cseq: int = 0
     last_body: bytes | None = None
@@ -116,6 +118,8 @@ class SipBridge:
         host: str = "127.0.0.1",
         udp_port: int | None = 0,
         tcp_port: int | None = None,
+        tls_port: int | None = None,
+        tls_context: ssl.SSLContext | None = None,
         auth_required: bool = True,
         min_expires: int = 60,
         max_expires: int = 3600,
@@ -138,6 +142,8 @@ class SipBridge:
             host,
             udp_port=udp_port,
             tcp_port=tcp_port,
+            tls_port=tls_port,
+            tls_server_context=tls_context,
             user_agent="ncap-sip-bridge",
             accept=(TEXT,),
             allow_events=PACKAGES,
@@ -266,7 +272,7 @@ class SipBridge:
         if event is None or event.package not in PACKAGES:
             incoming.respond(489, headers=[("Allow-Events", ", ".join(PACKAGES))])
             return
-        if existing is not None and incoming.source == _address(existing.destination):
+        if existing is not None and incoming.source == existing.source:
             # An in-dialog request from the authenticated watcher's own address: the dialog
             # (random tags) stands for the credentials, as SIPp and phones expect.
             identity: str | None = existing.identity
@@ -311,7 +317,8 @@ class SipBridge:
             remote=request.header_value("From"),
             target=str(contacts[0].uri),
             routes=request.headers.get_all("Record-Route"),
-            destination=incoming.reply_destination(),
+            destination=_notify_destination(incoming, str(contacts[0].uri)),
+            source=incoming.source,
             expires_at=time.monotonic() + expires,
             accept_type=accept_type,
         )
@@ -507,8 +514,19 @@ class SipBridge:
             _LOGGER.info("reply MESSAGE to %s: %d", target, response.status)
 
 
-def _address(destination: Destination) -> tuple[str, int]:
-    return (destination.host, destination.port)
+def _notify_destination(incoming: IncomingRequest, target: str) -> Destination:
+    """Where in-dialog requests go (RFC 6665 §4.4.1, RFC 3261 §12.2.1.1): the first Record-Route
+    (our route set), else the remote target, the SUBSCRIBE's Contact. A stream flow the watcher
+    opened stays the way back, as phones behind NAT need (their Contact is not reachable)."""
+    back = incoming.reply_destination()
+    if back.transport != "UDP":
+        return back
+    routes = incoming.request.headers.get_all("Record-Route")
+    try:
+        first_hop = NameAddr.parse(routes[0]).uri if routes else SipUri.parse(target)
+        return Destination.from_uri(first_hop)
+    except SipError:
+        return back
 
 
 def _wants_mailbox(request: SipRequest) -> bool:

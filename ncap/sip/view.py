@@ -9,7 +9,9 @@ provisioning allows. A SIP user with neither is refused (403): fail closed.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
+from pathlib import Path
 
 from slixmpp import JID
 
@@ -22,7 +24,7 @@ from ncap.xmpp.thing import ThingClient
 from sipstack.digest import DigestClient
 from sipstack.transport import Destination
 
-__all__ = ["GatewayView", "bridge_from_config", "reading_summary"]
+__all__ = ["GatewayView", "bridge_from_config", "reading_summary", "server_tls_context"]
 
 NOTE_FIELDS = 6  # a presence note is a glance, not a table
 
@@ -131,6 +133,8 @@ def bridge_from_config(section: SipSection, view: GatewayView, gateway_name: str
         host=section.host,
         udp_port=section.udp_port,
         tcp_port=section.tcp_port,
+        tls_port=section.tls_port,
+        tls_context=_tls_context(section),
         auth_required=section.auth_required,
         min_notify_interval=section.min_notify_interval_s,
         max_subscriptions=section.max_subscriptions,
@@ -148,3 +152,18 @@ def bridge_from_config(section: SipSection, view: GatewayView, gateway_name: str
             expires=upstream.expires_s,
         )
     return bridge
+
+
+def server_tls_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+    """A TLS listener context: TLS 1.2 or newer, no client certificates asked for."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+def _tls_context(section: SipSection) -> ssl.SSLContext | None:
+    # load_config has checked the pair (ConfigError, exit 78); a vanished file fails here.
+    if section.tls_port is None or section.tls_cert_file is None or section.tls_key_file is None:
+        return None
+    return server_tls_context(section.tls_cert_file, section.tls_key_file)
