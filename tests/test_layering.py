@@ -71,6 +71,7 @@ PURE_CODECS = {
     "sipstack.digest",
     "sipstack.pidf",
     "sipstack.mwi",
+    "sipstack.transaction",
 }
 # What a pure codec may import from the project besides other pure codecs.
 PURE_SUPPORT = {
