@@ -37,7 +37,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import pwd
 import secrets
 import shutil
 import signal
@@ -51,6 +50,7 @@ from typing import Literal, Self
 
 from ncap.errors import RigError
 from ncap.rig.pki import TlsFiles, make_test_pki
+from ncap.rig.runas import drop_to, hand_over
 
 __all__ = ["DigestAlgorithm", "PrivateKamailio", "free_sip_ports"]
 
@@ -161,7 +161,6 @@ class PrivateKamailio:
         self.pid_file = self.run_dir / "kamailio.pid"
         self.log_file = self.workdir / "kamailio.log"
         self.tls_config_file = self.workdir / "tls.cfg"
-        self._as_root = os.geteuid() == 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._want_tls = tls
 
@@ -397,38 +396,10 @@ class PrivateKamailio:
         return f"--- {self.log_file} (tail) ---\n{_tail(self.log_file)}"
 
     def _privileges(self) -> list[str]:
-        if not self._as_root:
-            return []
-        user = _KAMAILIO_USER
-        return ["setpriv", "--reuid", user, "--regid", user, "--init-groups", "--"]
+        return drop_to(_KAMAILIO_USER)
 
     def _hand_over(self) -> None:
-        """As root, give the work directory to the kamailio user, once it is known to reach it."""
-        if not self._as_root:
-            return
-        try:
-            entry = pwd.getpwnam(_KAMAILIO_USER)
-        except KeyError as err:
-            raise RigError(
-                f"running as root but there is no {_KAMAILIO_USER!r} user "
-                "(it comes with the kamailio package)"
-            ) from err
-        groups = set(os.getgrouplist(_KAMAILIO_USER, entry.pw_gid))
-        for parent in self.workdir.parents:
-            st = parent.stat()
-            searchable = (
-                st.st_mode & 0o001
-                or (st.st_uid == entry.pw_uid and st.st_mode & 0o100)
-                or (st.st_gid in groups and st.st_mode & 0o010)
-            )
-            if not searchable:
-                raise RigError(
-                    f"user {_KAMAILIO_USER!r} cannot reach {self.workdir}: {parent} has mode "
-                    f"{st.st_mode & 0o777:o}; use a directory such as tempfile.mkdtemp()"
-                )
-        for root, dirs, files in os.walk(self.workdir):
-            for name in (root, *(os.path.join(root, n) for n in (*dirs, *files))):
-                os.chown(name, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+        hand_over(self.workdir, _KAMAILIO_USER, hint=" (it comes with the kamailio package)")
 
     def _write_database(self) -> None:
         """A fresh db_text directory: the package's empty tables plus our subscribers."""

@@ -34,7 +34,6 @@ import contextlib
 import json
 import logging
 import os
-import pwd
 import secrets
 import signal
 import socket
@@ -48,6 +47,7 @@ from typing import Self
 
 from ncap.errors import RigError
 from ncap.rig.pki import TlsFiles, make_test_pki
+from ncap.rig.runas import drop_to, hand_over
 
 __all__ = ["Account", "PrivateProsody", "S2sSession"]
 
@@ -243,7 +243,6 @@ class PrivateProsody:
         self.admin_socket = self.data_dir / "prosody.sock"
         self.routes_file = self.workdir / "s2s-routes"
         self.plugin_dir = self.workdir / "plugins"
-        self._as_root = os.geteuid() == 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._pending_friends: list[tuple[Account, Account]] = []
         self._peers: list[PrivateProsody] = []
@@ -509,35 +508,10 @@ class PrivateProsody:
             self._write_routes()
 
     def _privileges(self) -> list[str]:
-        if not self._as_root:
-            return []
-        user = _PROSODY_USER
-        return ["setpriv", "--reuid", user, "--regid", user, "--init-groups", "--"]
+        return drop_to(_PROSODY_USER)
 
     def _hand_over(self) -> None:
-        """As root, give the work directory to the prosody user (after checking it can reach it)."""
-        if not self._as_root:
-            return
-        try:
-            entry = pwd.getpwnam(_PROSODY_USER)
-        except KeyError as err:
-            raise RigError(f"running as root but there is no {_PROSODY_USER!r} user") from err
-        groups = set(os.getgrouplist(_PROSODY_USER, entry.pw_gid))
-        for parent in self.workdir.parents:
-            st = parent.stat()
-            searchable = (
-                st.st_mode & 0o001
-                or (st.st_uid == entry.pw_uid and st.st_mode & 0o100)
-                or (st.st_gid in groups and st.st_mode & 0o010)
-            )
-            if not searchable:
-                raise RigError(
-                    f"user {_PROSODY_USER!r} cannot reach {self.workdir}: {parent} has mode "
-                    f"{st.st_mode & 0o777:o}; use a directory such as tempfile.mkdtemp()"
-                )
-        for root, dirs, files in os.walk(self.workdir):
-            for name in (root, *(os.path.join(root, n) for n in (*dirs, *files))):
-                os.chown(name, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+        hand_over(self.workdir, _PROSODY_USER)
 
     def _write_config(self) -> None:
         quoted = {
