@@ -47,16 +47,14 @@ from __future__ import annotations
 import math
 import re
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, get_args
 
 from ncap.errors import NcapError
-from ncap.files import open_wal_database
+from ncap.files import PrivateDatabase
 
 if TYPE_CHECKING:
     from ncap.sensors import Reading
@@ -414,8 +412,11 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class AlarmMailbox:
+class AlarmMailbox(PrivateDatabase):
     """The durable alarm store; see the module docstring for the rules."""
+
+    error = AlarmError
+    what = "alarm mailbox"
 
     def __init__(
         self,
@@ -426,77 +427,14 @@ class AlarmMailbox:
     ) -> None:
         if retention < timedelta(0):
             raise AlarmError("the alarm retention cannot be negative")
-        self._path = Path(path)
         self._retention = retention
         self._clock = clock
-        self._db: sqlite3.Connection | None = open_wal_database(
-            self._path,
-            schema=_SCHEMA,
-            version=SCHEMA_VERSION,
-            synchronous="FULL",
-            error=AlarmError,
-        )
+        super().__init__(path, schema=_SCHEMA, version=SCHEMA_VERSION, synchronous="FULL")
         try:
             self.purge()
         except BaseException:
             self.close()
             raise
-
-    # -- lifecycle ------------------------------------------------------------------------
-
-    @property
-    def path(self) -> Path:
-        return self._path
-
-    def close(self) -> None:
-        """Close the database (a second close does nothing)."""
-        db, self._db = self._db, None
-        if db is not None:
-            try:
-                db.close()
-            except sqlite3.Error as err:
-                raise AlarmError(f"{self._path}: {err}") from err
-
-    def __enter__(self) -> AlarmMailbox:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; rolled back as a whole on any failure."""
-        db = self._open_db()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.rollback()
-                raise
-            db.execute("COMMIT")
-        except sqlite3.Error as err:
-            if db.in_transaction:
-                db.rollback()
-            raise AlarmError(f"{self._path}: {err}") from err
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        db = self._open_db()
-        try:
-            yield db
-        except sqlite3.Error as err:
-            raise AlarmError(f"{self._path}: {err}") from err
-
-    def _open_db(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise AlarmError("the alarm mailbox is closed")
-        return self._db
 
     # -- recording ------------------------------------------------------------------------
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -113,3 +117,89 @@ def open_wal_database(
         db.close()
         raise
     return db
+
+
+class PrivateDatabase:
+    """One private WAL database (:func:`open_wal_database`) and one connection to it: write
+    transactions and reads serialised by a lock, SQLite errors raised as :attr:`error`."""
+
+    error: type[Exception] = Exception
+    what = "database"
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        schema: str,
+        version: int,
+        synchronous: str,
+        check_same_thread: bool = True,
+    ) -> None:
+        self._path = Path(path)
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = open_wal_database(
+            self._path,
+            schema=schema,
+            version=version,
+            synchronous=synchronous,
+            error=self.error,
+            check_same_thread=check_same_thread,
+        )
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def close(self) -> None:
+        """Close the database (a second close does nothing)."""
+        with self._lock:
+            db, self._db = self._db, None
+        if db is not None:
+            try:
+                db.close()
+            except sqlite3.Error as err:
+                raise self.error(f"{self._path}: {err}") from err
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once (a second writer waits instead of deadlocking)
+        and rolled back as a whole on any failure."""
+        with self._lock:
+            db = self._open_db()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    db.rollback()
+                    raise
+                db.execute("COMMIT")
+            except sqlite3.Error as err:
+                if db.in_transaction:
+                    db.rollback()
+                raise self.error(f"{self._path}: {err}") from err
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            db = self._open_db()
+            try:
+                yield db
+            except sqlite3.Error as err:
+                raise self.error(f"{self._path}: {err}") from err
+
+    def _open_db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise self.error(f"the {self.what} is closed")
+        return self._db

@@ -47,17 +47,14 @@ import json
 import re
 import secrets
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal, cast, get_args
 
 from ncap.errors import NcapError
-from ncap.files import open_wal_database
+from ncap.files import PrivateDatabase
 from xep.errors import StanzaError
 from xep.xep_0323.model import NodeRef
 from xep.xep_0347.model import KEY, MAX_TAGS, MetaTag, SearchTerm, Thing, canonical_tags, tags_match
@@ -241,76 +238,21 @@ _NodeKey = tuple[str, str, str]
 _CONCENTRATOR: _NodeKey = ("", "", "")
 
 
-class RegistryStore:
+class RegistryStore(PrivateDatabase):
     """The registry's state in one SQLite file; see the module docstring for the rules."""
 
+    error = RegistryError
+    what = "registry store"
+
     def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
-        self._path = Path(path)
         self._clock = clock
-        self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = open_wal_database(
-            self._path,
+        super().__init__(
+            path,
             schema=_SCHEMA,
             version=SCHEMA_VERSION,
             synchronous="NORMAL",
-            error=RegistryError,
             check_same_thread=False,
         )
-
-    # -- lifecycle --------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Close the database (a second close does nothing)."""
-        with self._lock:
-            db, self._db = self._db, None
-        if db is not None:
-            try:
-                db.close()
-            except sqlite3.Error as err:
-                raise RegistryError(f"{self._path}: {err}") from err
-
-    def __enter__(self) -> RegistryStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taken at once (a second writer waits instead of deadlocking)."""
-        with self._lock:
-            db = self._open_db()
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield db
-                except BaseException:
-                    db.rollback()
-                    raise
-                db.execute("COMMIT")
-            except sqlite3.Error as err:
-                if db.in_transaction:
-                    db.rollback()
-                raise RegistryError(f"{self._path}: {err}") from err
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            db = self._open_db()
-            try:
-                yield db
-            except sqlite3.Error as err:
-                raise RegistryError(f"{self._path}: {err}") from err
-
-    def _open_db(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise RegistryError("the registry store is closed")
-        return self._db
 
     # -- things (XEP-0347) ------------------------------------------------------------------
 
