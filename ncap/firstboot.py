@@ -39,6 +39,7 @@ from slixmpp.exceptions import IqError, IqTimeout
 from ncap.config import Config, load_config, parse_config, write_secret
 from ncap.errors import ConfigError, NcapError, XmppConnectError
 from ncap.xmpp.connection import SecureClient
+from ncap.xmpp.registration import CLAIM_URI_FILE
 
 __all__ = [
     "BOOT_DIR",
@@ -280,7 +281,7 @@ def publish_claim(state_dir: Path, boot_dir: Path, console: TextIO) -> list[Path
     """
     from ncap.qr import save_qr, terminal_qr
 
-    uri_file = state_dir / "claim.uri"
+    uri_file = state_dir / CLAIM_URI_FILE
     try:
         uri = uri_file.read_text(encoding="utf-8").strip()
     except FileNotFoundError:

@@ -6,19 +6,15 @@ new claim key.
 
 from __future__ import annotations
 
-import contextlib
-
 from slixmpp.exceptions import IqError, IqTimeout
 
 from ncap.config import Config, read_secret
 from ncap.errors import NcapError
 from ncap.xmpp.connection import SecureClient
 from ncap.xmpp.lifecycle import DISCOVERY_FEATURE, find_service, send_iq
-from ncap.xmpp.registration import ClaimState, ClaimStore, new_claim_key
+from ncap.xmpp.registration import ClaimState, ClaimStore, forget_claim_files, new_claim_key
 from xep.xep_0347 import convert
 from xep.xep_0347.model import Unregister
-
-CLAIM_FILES = ("claim.uri", "claim.png", "claim.svg")
 
 
 async def unregister_gateway(config: Config, timeout: float) -> str:
@@ -51,7 +47,5 @@ async def unregister_gateway(config: Config, timeout: float) -> str:
     finally:
         await client.disconnect(wait=1.0)
     store.save(ClaimState(new_claim_key()))
-    for name in CLAIM_FILES:
-        with contextlib.suppress(FileNotFoundError):
-            (store.directory / name).unlink()
+    forget_claim_files(store.directory)
     return registry

@@ -69,8 +69,6 @@ from xep.xep_0347.uri import parse_disco_uri
 
 _LOGGER = logging.getLogger(__name__)
 
-DISCOVERY_FEATURE = "urn:xmpp:iot:discovery"
-PROVISIONING_FEATURE = "urn:xmpp:iot:provisioning"
 #: Failed claims per requester within CLAIM_WINDOW_S before further claims are refused.
 CLAIM_ATTEMPTS = 5
 CLAIM_WINDOW_S = 60.0
@@ -160,8 +158,8 @@ class RegistryComponent(slixmpp.ComponentXMPP):
 
     async def _on_start(self, _event: object) -> None:
         disco = self.plugin["xep_0030"]
-        disco.add_feature(DISCOVERY_FEATURE)
-        disco.add_feature(PROVISIONING_FEATURE)
+        disco.add_feature(disco_convert.NS)
+        disco.add_feature(prov_convert.NS)
         disco.add_identity("component", "generic", "Thing registry and provisioning")
         adhoc = self.plugin["xep_0050"]
         adhoc.add_command(node="decide", name="Decide a pending request", handler=self._cmd_decide)

@@ -26,16 +26,20 @@ from slixmpp.xmlstream.stanzabase import StanzaBase
 from ncap.errors import NcapError
 from ncap.files import write_private
 from ncap.xmpp.registration import (
+    CLAIM_URI_FILE,
     ClaimState,
     ClaimStore,
+    forget_claim_files,
     new_claim_key,
     node_registrations,
     registration_tags,
 )
 from xep.errors import StanzaError
 from xep.xep_0323.model import NodeRef
+from xep.xep_0324.model import NS as PROVISIONING_NS
 from xep.xep_0347 import convert as disco_convert
 from xep.xep_0347 import stanza as disco_stanza
+from xep.xep_0347.model import NS as DISCOVERY_NS
 from xep.xep_0347.model import Claimed, Disowned, Register, Removed, Update
 from xep.xep_0347.uri import claim_uri
 
@@ -44,8 +48,8 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
-DISCOVERY_FEATURE = "urn:xmpp:iot:discovery"
-PROVISIONING_FEATURE = "urn:xmpp:iot:provisioning"
+DISCOVERY_FEATURE = DISCOVERY_NS
+PROVISIONING_FEATURE = PROVISIONING_NS
 REQUEST_TIMEOUT_S = 10.0
 
 
@@ -298,8 +302,8 @@ class ThingLifecycle:
         if uri is None:
             return
         directory = self._store.directory
-        write_private(directory / "claim.uri", (uri + "\n").encode())
-        written = [directory / "claim.uri"]
+        write_private(directory / CLAIM_URI_FILE, (uri + "\n").encode())
+        written = [directory / CLAIM_URI_FILE]
         if self._write_qr is not None:
             try:
                 written.extend(self._write_qr(uri, directory))
@@ -315,11 +319,6 @@ class ThingLifecycle:
                 from ncap.qr import terminal_qr
 
                 print(terminal_qr(uri), file=sys.stderr)
-
-    def _forget_claim_files(self) -> None:
-        for name in ("claim.uri", "claim.png", "claim.svg"):
-            with contextlib.suppress(FileNotFoundError):
-                (self._store.directory / name).unlink()
 
     # -- registry → thing -----------------------------------------------------------------
 
@@ -365,7 +364,7 @@ class ThingLifecycle:
         self.state.removed = False
         self.state.key = new_claim_key()  # the old key was shown on stickers: never again
         self._save()
-        self._forget_claim_files()
+        forget_claim_files(self._store.directory)
         # Offer the owner our presence and ask for theirs.
         self._client.send_presence(pto=owner, ptype="subscribed")
         self._client.send_presence(pto=owner, ptype="subscribe")

@@ -29,6 +29,9 @@ from xep.xep_0347.model import KEY, MetaTag, Register
 _LOGGER = logging.getLogger(__name__)
 
 CLAIM_FILE = "claim.json"
+#: What a thing that can be claimed shows beside its state: the URI and its QR code.
+CLAIM_URI_FILE = "claim.uri"
+CLAIM_CODE_FILES = (CLAIM_URI_FILE, "claim.png", "claim.svg")
 CLAIM_KEY_BYTES = 16  # 128 bits
 
 
@@ -52,6 +55,12 @@ class ClaimState:
 
 def new_claim_key() -> str:
     return secrets.token_hex(CLAIM_KEY_BYTES)
+
+
+def forget_claim_files(directory: Path) -> None:
+    """Delete the claim URI and QR code (the key in them is spent or about to change)."""
+    for name in CLAIM_CODE_FILES:
+        (directory / name).unlink(missing_ok=True)
 
 
 class ClaimStore:
