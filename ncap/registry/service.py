@@ -35,6 +35,7 @@ from ncap.registry.store import (
     RegistryStore,
     UpdateOutcome,
 )
+from ncap.xmpp.connection import error_reply
 from xep.errors import StanzaError
 from xep.xep_0324 import convert as prov_convert
 from xep.xep_0324 import stanza as prov_stanza
@@ -173,37 +174,28 @@ class RegistryComponent(slixmpp.ComponentXMPP):
         async def serve(stanza: StanzaBase) -> None:
             iq = cast(Iq, stanza)
             payload = next(iter(iq.xml), None)
-            reply = iq.reply(clear=True)  # type: ignore[no-untyped-call]
             try:
                 assert payload is not None  # the matcher found it
                 answer = await handler(iq, payload)
             except StanzaError as err:
-                self._error(reply, "modify", "bad-request", str(err))
+                error_reply(iq, "modify", "bad-request", str(err)).send()
             except _Refusal as err:
-                self._error(reply, err.etype, err.condition, err.text)
+                error_reply(iq, err.etype, err.condition, err.text).send()
             except RegistryError as err:  # what the store refuses came from the wire
-                self._error(reply, "modify", "bad-request", str(err))
+                error_reply(iq, "modify", "bad-request", str(err)).send()
             except NcapError as err:
                 _LOGGER.warning("request from %s failed: %s", iq["from"], err)
-                self._error(reply, "cancel", "internal-server-error", "")
+                error_reply(iq, "cancel", "internal-server-error").send()
             except Exception:
                 _LOGGER.exception("request from %s failed", iq["from"])
-                self._error(reply, "cancel", "internal-server-error", "")
+                error_reply(iq, "cancel", "internal-server-error").send()
             else:
+                reply = iq.reply(clear=True)  # type: ignore[no-untyped-call]
                 if answer is not None:
                     reply.append(answer)
-            reply.send()
+                reply.send()
 
         return serve
-
-    @staticmethod
-    def _error(reply: Iq, etype: str, condition: str, text: str) -> None:
-        reply.clear()
-        reply["type"] = "error"
-        reply["error"]["type"] = etype
-        reply["error"]["condition"] = condition
-        if text:
-            reply["error"]["text"] = text
 
     def _seen(self, iq: Iq) -> str:
         sender = JID(iq["from"])

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import slixmpp
+from slixmpp.xmlstream.stanzabase import StanzaBase
 
 import xep.iot_events
 import xep.xep_0323
@@ -36,6 +37,17 @@ SENSORDATA_PLUGIN = "xep_0323_ncap"
 CONTROL_PLUGIN = "xep_0325_ncap"
 CONCENTRATOR_PLUGIN = "xep_0326_ncap"
 EVENTS_PLUGIN = "iot_events_ncap"
+
+
+def error_reply(stanza: StanzaBase, etype: str, condition: str, text: str = "") -> StanzaBase:
+    """The stanza error answering *stanza* (an IQ or a message), ready to send."""
+    reply = stanza.reply(clear=True)
+    reply["type"] = "error"
+    reply["error"]["type"] = etype
+    reply["error"]["condition"] = condition
+    if text:
+        reply["error"]["text"] = text
+    return reply
 
 
 def make_tls_context(ca_file: Path | None) -> ssl.SSLContext:

@@ -25,6 +25,7 @@ from slixmpp.xmlstream.stanzabase import StanzaBase
 
 from ncap.errors import NcapError
 from ncap.files import write_private
+from ncap.xmpp.connection import error_reply
 from ncap.xmpp.registration import (
     CLAIM_URI_FILE,
     ClaimState,
@@ -326,22 +327,13 @@ class ThingLifecycle:
         iq = cast(Iq, stanza)
         if not self.is_registry(iq["from"]):
             _LOGGER.warning("ignoring registry request from untrusted %s", iq["from"])
-            reply = iq.reply(clear=True)  # type: ignore[no-untyped-call]
-            reply["type"] = "error"
-            reply["error"]["type"] = "cancel"
-            reply["error"]["condition"] = "forbidden"
-            reply.send()
+            error_reply(iq, "cancel", "forbidden").send()
             return
         payload = next(iter(iq.xml), None)
         try:
             parsed = disco_convert.from_xml(payload) if payload is not None else None
         except StanzaError as err:
-            reply = iq.reply(clear=True)  # type: ignore[no-untyped-call]
-            reply["type"] = "error"
-            reply["error"]["type"] = "modify"
-            reply["error"]["condition"] = "bad-request"
-            reply["error"]["text"] = str(err)
-            reply.send()
+            error_reply(iq, "modify", "bad-request", str(err)).send()
             return
         if isinstance(parsed, Claimed) and parsed.node is None:
             self._claimed_by(parsed.jid, parsed.public)

@@ -33,7 +33,7 @@ from ncap.config import RegistrySection
 from ncap.provisioning import DecisionCache, ProvisioningClient
 from ncap.sensors import SensorTree
 from ncap.xmpp.adhoc import register_commands
-from ncap.xmpp.connection import SecureClient
+from ncap.xmpp.connection import SecureClient, error_reply
 from ncap.xmpp.lifecycle import ThingLifecycle, send_iq
 from ncap.xmpp.registration import ClaimStore
 from ncap.xmpp.services import (
@@ -369,7 +369,7 @@ class ThingClient(SecureClient):
         iq = cast(Iq, stanza)
         if not self._trusted_authority(iq["from"]):
             _LOGGER.warning("clearCache from untrusted %s refused", iq["from"])
-            self._send_iq_error(iq, "cancel", "forbidden")
+            error_reply(iq, "cancel", "forbidden").send()
             return
         self._cache.clear()
         _LOGGER.info("provisioning cache cleared by %s", iq["from"])
@@ -413,13 +413,6 @@ class ThingClient(SecureClient):
         else:
             # Left pending: the owner may still allow it (the service then sends 'friend').
             _LOGGER.info("friendship request of %s left pending: not allowed (yet)", requester)
-
-    def _send_iq_error(self, iq: Iq, etype: str, condition: str) -> None:
-        reply = iq.reply(clear=True)  # type: ignore[no-untyped-call]
-        reply["type"] = "error"
-        reply["error"]["type"] = etype
-        reply["error"]["condition"] = condition
-        reply.send()
 
     def _forget_former_friends(self, _event: object) -> None:
         """Event subscriptions end with the friendship."""
@@ -471,12 +464,7 @@ class ThingClient(SecureClient):
             return  # services do not chat
         if not await self._may_chat(sender):
             _LOGGER.info("chat from %s refused: not a friend", sender)
-            error = msg.reply(clear=True)  # type: ignore[no-untyped-call]
-            error["type"] = "error"
-            error["error"]["type"] = "cancel"
-            error["error"]["condition"] = "forbidden"
-            error["error"]["text"] = "You may not send this thing commands."
-            error.send()
+            error_reply(msg, "cancel", "forbidden", "You may not send this thing commands.").send()
             return
         try:
             answer = await self._commands.handle(msg["body"], self.chat_session(sender))
